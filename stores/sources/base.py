@@ -1,0 +1,39 @@
+"""What every source (folder, nyud, kitti, synthetic) yields to the store's writer.
+
+A source is a plain iterator of `Frame`s, already at the store's frame size and validated; reading and
+checking files is the source's job, writing and deduplication is the store's. A source that meets a bad
+file raises `SourceError` naming it; with `skip_bad` it records the file in `skipped` and goes on.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+SPLITS = ("train", "val", "test", "unlabeled")
+
+
+class SourceError(ValueError):
+    """A user's input file is bad; the message names the file and the problem, on one line."""
+
+
+@dataclass
+class Frame:
+    rgb: np.ndarray                    # (H, W, 3) uint8
+    split: str                         # one of SPLITS
+    name: str                          # where it came from (relative path, or "synthetic/indoor/000123")
+    segm: np.ndarray | None = None     # (H, W) uint8 class ids, 255 = unlabeled pixel; None = not annotated
+    depth: np.ndarray | None = None    # (H, W) float32 metres, 0 = invalid pixel; None = not annotated
+
+
+@dataclass
+class SkipLog:
+    """Bad inputs passed over with --skip-bad; recorded in the ingest commit's metadata."""
+    skip_bad: bool = False
+    skipped: list[dict] = field(default_factory=list)
+
+    def fail(self, path, problem: str) -> None:
+        """Raise for a bad file, or record it and return when skipping."""
+        if not self.skip_bad:
+            raise SourceError(f"{path}: {problem}")
+        self.skipped.append({"file": str(path), "problem": problem})
