@@ -10,10 +10,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from stores.errors import UserError
+
 SPLITS = ("train", "val", "test", "unlabeled")
 
 
-class SourceError(ValueError):
+class SourceError(UserError):
     """A user's input file is bad; the message names the file and the problem, on one line."""
 
 
