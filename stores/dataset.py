@@ -1,0 +1,73 @@
+"""FrameDataset: a torch Dataset over one store snapshot, yielding RGB and merged targets.
+
+The training loop (pipeline/train.py) and evaluation read through this. The store is opened lazily
+in each DataLoader worker at a fixed snapshot id, so every worker sees the same version.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from stores.errors import StoreError
+from stores.merge import MergePolicy, merge_targets
+
+
+class FrameDataset(Dataset):
+    """Items: {"index", "rgb" uint8 (3,H,W), "segm" int64 (H,W) 255=ignore, "depth" float32 (H,W)
+    0=ignore, "segm_src", "depth_src" uint8 (H,W) 0 none / 1 real / 2 pseudo}."""
+
+    def __init__(self, path, snapshot_id: str, indices, policy: MergePolicy = MergePolicy()):
+        from stores.repo import FrameStore
+
+        self.path, self.snapshot_id, self.policy = str(path), snapshot_id, policy
+        self.indices = np.asarray(indices, dtype=np.int64)
+        store = FrameStore.open(path, snapshot_id)
+        if policy.pseudo is not None:
+            check_pseudo_compatible(store, policy.pseudo)
+        self._store = None  # opened per process on first use
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getstate__(self):
+        return {**self.__dict__, "_store": None}
+
+    def _arrays(self):
+        if self._store is None:
+            from stores.repo import FrameStore
+
+            store = FrameStore.open(self.path, self.snapshot_id)
+            root = store.root
+            arrays = {"rgb": root["frames/rgb"], "segm": root["real/segm"], "depth": root["real/depth"]}
+            if self.policy.pseudo is not None:
+                g = root[f"pseudo/{self.policy.pseudo}"]
+                arrays.update({f"p_{k}": g[k] for k in ("segm", "conf", "depth", "depth_conf") if k in g})
+            self._store = (store, arrays)
+        return self._store[1]
+
+    def __getitem__(self, i: int) -> dict:
+        idx = int(self.indices[i])
+        a = self._arrays()
+        pseudo = None
+        if self.policy.pseudo is not None and idx < a["p_segm"].shape[0]:
+            pseudo = {k[2:]: a[k][idx] for k in a if k.startswith("p_")}
+        m = merge_targets(a["segm"][idx], a["depth"][idx], self.policy, pseudo)
+        return {
+            "index": idx,
+            "rgb": torch.from_numpy(np.ascontiguousarray(a["rgb"][idx].transpose(2, 0, 1))),
+            "segm": torch.from_numpy(m["segm"].astype(np.int64)),
+            "depth": torch.from_numpy(m["depth"]),
+            "segm_src": torch.from_numpy(m["segm_src"]),
+            "depth_src": torch.from_numpy(m["depth_src"]),
+        }
+
+
+def check_pseudo_compatible(store, name: str) -> None:
+    """A pseudo set must use the store's class list and metres, or merging would mix them."""
+    g = store.pseudo(name)
+    classes = g.attrs.get("classes")
+    if classes is not None and [c["name"] for c in classes] != [c["name"] for c in store.classes]:
+        raise StoreError(f"{store.path}: pseudo set {name!r} uses another class list than the store")
+    if g.attrs.get("depth_unit", "m") != "m":
+        raise StoreError(f"{store.path}: pseudo set {name!r} depth unit {g.attrs['depth_unit']!r} is not metres")

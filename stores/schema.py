@@ -1,0 +1,88 @@
+"""The store's layout: which arrays exist, their dtypes, chunking, sharding and codecs.
+
+Sits at the bottom of stores/: repo.py creates the layout through these functions, sources fill it,
+the labeling job adds pseudo-label groups. One chunk = one frame, one shard = S frames.
+"""
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import zarr
+from zarr.codecs import BloscCodec, BloscShuffle, ZstdCodec
+
+SCHEMA_VERSION = 1
+DEFAULT_SHARD_FRAMES = 32
+SPLIT_CODES = {"train": 0, "val": 1, "test": 2, "unlabeled": 3}
+SPLIT_NAMES = {v: k for k, v in SPLIT_CODES.items()}
+KEY_BYTES = 16
+TABLE_CHUNK = 4096          # 1-D per-frame tables (split, key, name, flags)
+
+_ZSTD = ZstdCodec(level=3)
+_FLOAT = BloscCodec(cname="zstd", clevel=3, shuffle=BloscShuffle.shuffle)
+
+# Per-frame arrays, appended together by ingest: path -> (dtype, fill, trailing shape kind).
+FRAME_ARRAYS = {
+    "frames/rgb": ("uint8", 0, "hw3"),
+    "frames/key": ("uint8", 0, "key"),
+    "frames/split": ("uint8", SPLIT_CODES["unlabeled"], "table"),
+    "frames/name": (str, "", "table"),
+    "real/segm": ("uint8", 255, "hw"),
+    "real/depth": ("float32", 0.0, "hw"),
+    "real/has_segm": ("bool", False, "table"),
+    "real/has_depth": ("bool", False, "table"),
+}
+
+# Pseudo-label arrays of one labeling run, under pseudo/<name>/.
+PSEUDO_ARRAYS = {
+    "segm": ("uint8", 255),
+    "conf": ("uint8", 0),
+    "depth": ("float16", 0.0),
+}
+
+
+def content_key(rgb: np.ndarray) -> bytes:
+    """Content hash of a decoded frame: same pixels -> same key, whatever file they came from."""
+    h = hashlib.blake2b(digest_size=KEY_BYTES)
+    h.update(np.asarray(rgb.shape, np.int64).tobytes())
+    h.update(np.ascontiguousarray(rgb).tobytes())
+    return h.digest()
+
+
+def _create(group: zarr.Group, path: str, dtype, fill, trailing: tuple, shard_frames: int, n: int = 0):
+    if trailing:  # image-like: one frame per chunk, S frames per shard
+        codec = _FLOAT if np.dtype(dtype).kind == "f" else _ZSTD
+        return group.create_array(
+            path, shape=(n, *trailing), chunks=(1, *trailing), shards=(shard_frames, *trailing),
+            dtype=dtype, fill_value=fill, compressors=codec)
+    return group.create_array(path, shape=(n,), chunks=(TABLE_CHUNK,), dtype=dtype, fill_value=fill,
+                              compressors=None if dtype is str else _ZSTD)
+
+
+def create_layout(root: zarr.Group, *, name: str, classes: list[dict], frame_size, shard_frames: int):
+    """Root attributes and empty (N = 0) frame arrays of a new store."""
+    h, w = frame_size
+    root.attrs.update({
+        "schema_version": SCHEMA_VERSION, "name": name, "classes": classes, "ignore_index": 255,
+        "frame_size": [h, w], "depth_unit": "m", "shard_frames": shard_frames,
+    })
+    shapes = {"hw3": (h, w, 3), "hw": (h, w), "key": (KEY_BYTES,), "table": ()}
+    for path, (dtype, fill, kind) in FRAME_ARRAYS.items():
+        if kind == "key":
+            root.create_array(path, shape=(0, KEY_BYTES), chunks=(TABLE_CHUNK, KEY_BYTES), dtype=dtype,
+                              fill_value=fill, compressors=None)
+        else:
+            _create(root, path, dtype, fill, shapes[kind], shard_frames)
+    root.require_group("pseudo")
+
+
+def create_pseudo(root: zarr.Group, name: str, n: int, attrs: dict) -> zarr.Group:
+    """Empty pseudo-label arrays for frames [0, n) plus one done flag per shard."""
+    h, w = root.attrs["frame_size"]
+    s = root.attrs["shard_frames"]
+    g = root.require_group(f"pseudo/{name}")
+    g.attrs.update(attrs)
+    for key, (dtype, fill) in PSEUDO_ARRAYS.items():
+        _create(g, key, dtype, fill, (h, w), s, n)
+    g.create_array("done", shape=(-(-n // s),), chunks=(TABLE_CHUNK,), dtype="bool", fill_value=False)
+    return g

@@ -1,0 +1,117 @@
+"""AppendWriter: adds validated frames to a store in shard-aligned blocks and commits once.
+
+Used by every ingest. Holds the store's append lock for its whole life (two ingests never claim the
+same indices) and the commit lock only while committing. Frames already in the store (same content
+key) are skipped. An exception inside the `with` block discards everything: the branch stays at its
+last commit.
+"""
+from __future__ import annotations
+
+import numpy as np
+import zarr
+
+from stores.errors import StoreError
+from stores.lock import append_lock
+from stores.schema import FRAME_ARRAYS, SPLIT_CODES, content_key
+from stores.sources.base import Frame
+
+
+class AppendWriter:
+    def __init__(self, store, message: str, metadata: dict, branch: str = "main"):
+        self.store, self.message, self.metadata, self.branch = store, message, dict(metadata), branch
+        self.added = self.duplicates = 0
+        self.snapshot_id: str | None = None
+        self._lock = append_lock(store.path)
+
+    # ---- context -----------------------------------------------------------------------------
+    def __enter__(self) -> "AppendWriter":
+        self._lock.__enter__()
+        try:
+            self.session = self.store.writable_session(self.branch)
+            self.root = zarr.open_group(self.session.store, mode="a")
+            self.h, self.w = self.root.attrs["frame_size"]
+            self.shard = int(self.root.attrs["shard_frames"])
+            self.num_classes = len(self.root.attrs["classes"])
+            self.start = self.n = self.root["frames/rgb"].shape[0]
+            self.keys = {bytes(k) for k in self.root["frames/key"][:]}
+            self._buf: list[tuple[Frame, bytes]] = []
+        except BaseException:
+            self._lock.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        try:
+            if exc_type is None:
+                self._flush()
+                if self.added:
+                    md = {**self.metadata, "frames_added": self.added, "duplicates": self.duplicates,
+                          "range": [self.start, self.n]}
+                    self.snapshot_id = self.store.commit(self.session, self.message, md)
+        finally:
+            self._lock.__exit__(None, None, None)
+        return False
+
+    @property
+    def new_frames(self) -> int:
+        """Frames accepted so far (written or queued)."""
+        return self.added + len(self._buf)
+
+    # ---- adding ------------------------------------------------------------------------------
+    def add(self, frame: Frame) -> bool:
+        """Queue one frame; False if its content is already in the store (nothing added)."""
+        self._check(frame)
+        key = content_key(frame.rgb)
+        if key in self.keys:
+            self.duplicates += 1
+            return False
+        self.keys.add(key)
+        self._buf.append((frame, key))
+        if (self.n + len(self._buf)) % self.shard == 0:  # writes stay shard-aligned
+            self._flush()
+        return True
+
+    def _check(self, f: Frame) -> None:
+        hw = (self.h, self.w)
+        if f.rgb.shape != (*hw, 3) or f.rgb.dtype != np.uint8:
+            raise StoreError(f"{f.name}: rgb {f.rgb.shape} {f.rgb.dtype} does not fit store frames {hw}")
+        if f.split not in SPLIT_CODES:
+            raise StoreError(f"{f.name}: unknown split {f.split!r}; choose one of {list(SPLIT_CODES)}")
+        if f.segm is not None:
+            if f.segm.shape != hw or f.segm.dtype != np.uint8:
+                raise StoreError(f"{f.name}: segmentation {f.segm.shape} {f.segm.dtype} does not fit {hw} uint8")
+            bad = (f.segm >= self.num_classes) & (f.segm != 255)
+            if bad.any():
+                raise StoreError(f"{f.name}: label value {int(f.segm[bad][0])} outside the store's "
+                                 f"{self.num_classes} classes")
+        if f.depth is not None:
+            if f.depth.shape != hw:
+                raise StoreError(f"{f.name}: depth {f.depth.shape} does not fit {hw}")
+            if not np.isfinite(f.depth).all() or (f.depth < 0).any():
+                raise StoreError(f"{f.name}: depth has NaN, infinite or negative values")
+
+    def _flush(self) -> None:
+        if not self._buf:
+            return
+        frames = [f for f, _ in self._buf]
+        k, a, b = len(frames), self.n, self.n + len(frames)
+        empty_segm = np.full((self.h, self.w), 255, np.uint8)
+        empty_depth = np.zeros((self.h, self.w), np.float32)
+        block = {
+            "frames/rgb": np.stack([f.rgb for f in frames]),
+            "frames/key": np.stack([np.frombuffer(key, np.uint8) for _, key in self._buf]),
+            "frames/split": np.array([SPLIT_CODES[f.split] for f in frames], np.uint8),
+            "frames/name": np.array([f.name for f in frames], dtype=object),
+            "real/segm": np.stack([empty_segm if f.segm is None else f.segm for f in frames]),
+            "real/depth": np.stack([empty_depth if f.depth is None else f.depth.astype(np.float32)
+                                    for f in frames]),
+            "real/has_segm": np.array([f.segm is not None for f in frames]),
+            "real/has_depth": np.array([f.depth is not None for f in frames]),
+        }
+        assert block.keys() == FRAME_ARRAYS.keys()
+        for path, values in block.items():
+            arr = self.root[path]
+            arr.resize((b, *arr.shape[1:]))
+            arr[a:b] = values if path != "frames/name" else np.array([str(v) for v in values])
+        self.n, self.added = b, self.added + k
+        self._buf.clear()
