@@ -1,0 +1,84 @@
+"""Student encoder: MobileNet-v2 (timm `mobilenetv2_100`) returning all seven stage outputs ("taps").
+
+Flow: image -> **encoder** -> taps -> refinenet.Decoder -> model heads. The classifier and the final
+1x1-1280 conv (`conv_head`, `bn2`) are dropped, as in the paper; `features_only` would return only five
+taps, so the stem and the seven block groups are run here by hand.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import timm
+import torch
+from torch import nn
+
+# keys of a full timm checkpoint that belong to the dropped classification head
+HEAD_PREFIXES = ("classifier.", "conv_head.", "bn2.")
+NESTED_KEYS = ("state_dict", "model")
+
+
+class WeightsError(ValueError):
+    """A weights file that cannot be read or does not fit the network; the message names the file."""
+
+
+class MobileNetV2Encoder(nn.Module):
+    """MobileNet-v2 (width 1.0) feature extractor.
+
+    forward(x: (B,3,H,W)) -> list of 7 tensors, channels @ stride:
+    16@1/2, 24@1/4, 32@1/8, 64@1/16, 96@1/16, 160@1/32, 320@1/32 (strides round up for odd sizes).
+    """
+
+    out_channels: tuple[int, ...] = (16, 24, 32, 64, 96, 160, 320)
+    reductions: tuple[int, ...] = (2, 4, 8, 16, 16, 32, 32)
+
+    def __init__(self, pretrained: bool = False, weights: str | Path | None = None):
+        super().__init__()
+        net = timm.create_model("mobilenetv2_100", pretrained=pretrained)
+        self.conv_stem = net.conv_stem  # 3 -> 32, stride 2
+        self.bn1 = net.bn1              # BN + ReLU6
+        self.blocks = net.blocks        # 7 inverted-residual groups
+        if weights is not None:
+            load_encoder_weights(self, weights)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        x = self.bn1(self.conv_stem(x))  # (B,32,H/2,W/2)
+        taps = []
+        for block in self.blocks:
+            x = block(x)
+            taps.append(x)
+        return taps
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Load a state dict saved with torch.save (weights only); unwrap {"state_dict": ...} / {"model": ...}."""
+    path = Path(path)
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise WeightsError(f"encoder weights {path}: file not found") from None
+    except Exception as e:  # noqa: BLE001 - any unreadable file is the user's file
+        raise WeightsError(f"encoder weights {path}: cannot read ({type(e).__name__}: {e})") from None
+    for key in NESTED_KEYS:
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+            break
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise WeightsError(f"encoder weights {path}: not a state dict of tensors")
+    return obj
+
+
+def load_encoder_weights(encoder: MobileNetV2Encoder, path: str | Path) -> None:
+    """Copy a timm MobileNet-v2 state dict into `encoder`; head keys are ignored, anything else must match."""
+    state = {k: v for k, v in read_state_dict(path).items() if not k.startswith(HEAD_PREFIXES)}
+    own = encoder.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong_shape = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    problems = []
+    for what, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong_shape)):
+        if keys:
+            shown = ", ".join(keys[:3]) + (f" (+{len(keys) - 3} more)" if len(keys) > 3 else "")
+            problems.append(f"{len(keys)} {what} keys: {shown}")
+    if problems:
+        raise WeightsError(f"encoder weights {path} do not fit mobilenetv2_100: " + "; ".join(problems))
+    encoder.load_state_dict(state, strict=True)

@@ -1,0 +1,60 @@
+"""The student: Multi-Task Light-Weight RefineNet (MobileNet-v2 encoder, LW-RefineNet decoder, two heads).
+
+Flow: image (B,3,H,W), ImageNet-normalised -> encoder taps -> Decoder -> heads ->
+{"segm": (B,C,H/4,W/4) logits, "depth": (B,1,H/4,W/4) metres}. Outputs stay at 1/4 resolution;
+losses, metrics and predictions upsample them outside the network.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from student.encoder import MobileNetV2Encoder
+from student.refinenet import Decoder
+
+TASKS = ("segm", "depth")
+
+
+class Head(nn.Sequential):
+    """Task head: depthwise 1x1 (no bias) -> ReLU6 -> 3x3 conv (bias) to `out_channels`."""
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__(
+            nn.Conv2d(in_channels, in_channels, kernel_size=1, groups=in_channels, bias=False),
+            nn.ReLU6(),
+            nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1, bias=True),
+        )
+
+
+class MTLWRefineNet(nn.Module):
+    """Joint semantic segmentation and depth on one shared decoder feature."""
+
+    def __init__(self, num_classes: int, encoder: MobileNetV2Encoder):
+        super().__init__()
+        self.num_classes = num_classes
+        self.encoder = encoder
+        self.decoder = Decoder(in_channels=encoder.out_channels)
+        self.heads = nn.ModuleDict({
+            "segm": Head(self.decoder.out_channels, num_classes),
+            "depth": Head(self.decoder.out_channels, 1),
+        })
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        feature = self.decoder(self.encoder(x))  # (B,256,H/4,W/4)
+        return {task: head(feature) for task, head in self.heads.items()}
+
+
+def build_student(num_classes: int, encoder_weights: str | Path | None = None,
+                  pretrained: bool = False) -> MTLWRefineNet:
+    """The paper's student. encoder_weights: a local timm MobileNet-v2 state dict (ImageNet weights);
+    pretrained=True asks timm to download them instead (needs network access)."""
+    if num_classes < 1:
+        raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+    encoder = MobileNetV2Encoder(pretrained=pretrained, weights=encoder_weights)
+    return MTLWRefineNet(num_classes, encoder)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
