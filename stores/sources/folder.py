@@ -1,0 +1,264 @@
+"""The `folder` source: a folder of RGB images with optional matching segmentation and depth folders.
+
+Sits at the start of the flow (`mtdistill ingest folder`): user files -> validated `Frame`s at the
+store's size -> the store's writer. Also holds the file-tree machinery that the nyud (preprocessed
+layout) and kitti sources reuse: scanning, matching annotations by key, list files, and the per-frame
+loop that hands a bad file to `SkipLog`.
+
+Matching: an image `images/<key>.<ext>` (ext png/jpg/jpeg/bmp, any case) pairs with `segm/<key>.png`
+and `depth/<key>.png` (16-bit, metres = value / depth_scale) or `depth/<key>.npy` (float metres);
+<key> is the path relative to the folder without its extension (just the stem when not recursive).
+A missing annotation means "not annotated" (None). Order: sorted by relative path.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+from stores.errors import UserError
+from stores.sources.base import SPLITS, Frame, SkipLog
+from stores.sources.images import (LABEL_FORMATS, BadInput, check_size, fit_frame, parse_fit,
+                                   parse_positive, parse_split, parse_tolerance, read_depth,
+                                   read_label, read_rgb)
+
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp")
+SEGM_EXTS = (".png",)
+DEPTH_EXTS = (".png", ".npy")
+
+
+@dataclass(frozen=True)
+class FolderConfig:
+    images: str                        # folder of RGB images
+    segm: str | None = None            # folder of label PNGs, same key as the image
+    depth: str | None = None           # folder of depth maps: 16-bit PNG (value / depth_scale) or .npy metres
+    recursive: bool = False            # also read sub-folders (key = relative path without extension)
+    label_format: str = "auto"         # ids (grey/palette = class id) | color (colour-coded) | auto (by PNG mode)
+    colormap: str | None = None        # JSON [[r,g,b], ...] per class id, or {"classes": [...], "void": [...]}
+    color_tolerance: int = 0           # colour labels: nearest colour within this per-channel distance
+    depth_scale: float = 1000.0        # 16-bit depth PNGs: metres = value / depth_scale (1000 = millimetres)
+    split: str = "train"               # split of every frame not named in split_file
+    split_file: str | None = None      # lines "<key> <split>"
+    fit: str = "resize"                # resize | crop: how frames of another size reach the store size
+
+    def __post_init__(self):
+        parse_fit(self.fit)
+        parse_split(self.split)
+        parse_tolerance(self.color_tolerance)
+        parse_positive(self.depth_scale, "depth_scale")
+        if self.label_format not in LABEL_FORMATS:
+            raise UserError(f"bad label_format {self.label_format!r}; choose one of {', '.join(LABEL_FORMATS)}")
+
+    def to_dict(self) -> dict:
+        return {"source": "folder", "path": self.images, **asdict(self)}
+
+    def describe(self) -> str:
+        return describe_dict(self.to_dict())
+
+
+def describe_dict(d: dict) -> str:
+    """One line `source key=value ...` of the options that are set."""
+    items = [f"{k}={v}" for k, v in d.items()
+             if k not in ("source", "path") and v not in (None, False, d["path"])]
+    return f"{d['source']} {d['path']} " + " ".join(items)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One frame's files, before decoding."""
+    name: str                  # the Frame's name: image path relative to its folder (posix)
+    key: str                   # what annotations and list files match: name without extension
+    rgb: Path
+    split: str
+    segm: Path | None = None
+    depth: Path | None = None
+
+
+# ---- file tree ----------------------------------------------------------------------------------
+
+def index_folder(folder, exts, recursive: bool, exclude=()) -> dict[str, list[Path]]:
+    """key -> files with that key and one of `exts`, sorted by relative path; hidden files skipped."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise BadInput(root, "not a folder" if root.exists() else "folder not found")
+    skip = {Path(p).resolve() for p in exclude if p}
+    found: dict[str, list[Path]] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if recursive and not d.startswith(".")
+                             and (Path(dirpath) / d).resolve() not in skip)
+        for f in filenames:
+            p = Path(dirpath) / f
+            if not f.startswith(".") and p.suffix.lower() in exts:
+                found.setdefault(p.relative_to(root).with_suffix("").as_posix(), []).append(p)
+    return {k: sorted(found[k]) for k in sorted(found)}
+
+
+def pick_one(paths: list[Path] | None, skips: SkipLog) -> tuple[bool, Path | None]:
+    """(ok, path): a key with several candidate files is ambiguous -> recorded or raised."""
+    if not paths:
+        return True, None
+    if len(paths) > 1:
+        skips.fail(paths[0], f"ambiguous: {', '.join(p.name for p in paths)} share one name")
+        return False, None
+    return True, paths[0]
+
+
+def read_list(path) -> list[tuple[int, list[str]]]:
+    """(line number, tokens) of a list file; blank lines and `#` comments skipped, `,` = space."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise BadInput(p, "list file not found") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise BadInput(p, f"cannot read list file ({type(e).__name__}: {e})") from None
+    lines = enumerate(text.splitlines(), 1)
+    tokens = ((n, line.split("#", 1)[0].replace(",", " ").split()) for n, line in lines)
+    return [(n, toks) for n, toks in tokens if toks]
+
+
+def key_resolver(keys) -> Callable[[str], str | None]:
+    """Lenient but unambiguous match of a list token to a key: the exact key, the key once a known
+    extension or folder prefix is stripped, or the same number ("464" -> "000464"); None when no key
+    or several keys match."""
+    keys = set(keys)
+    by_stem: dict[str, list[str]] = {}
+    by_number: dict[int, list[str]] = {}
+    for k in sorted(keys):
+        stem = k.rsplit("/", 1)[-1]
+        by_stem.setdefault(stem, []).append(k)
+        if stem.isdigit():
+            by_number.setdefault(int(stem), []).append(k)
+
+    def resolve(token: str) -> str | None:
+        t = token.replace("\\", "/").removeprefix("./")
+        if Path(t).suffix.lower() in IMAGE_EXTS + DEPTH_EXTS:
+            t = t[: -len(Path(t).suffix)]
+        if t in keys:
+            return t
+        stem = t.rsplit("/", 1)[-1]
+        hits = by_stem.get(stem) or (by_number.get(int(stem)) if stem.isdigit() else None) or []
+        return hits[0] if len(hits) == 1 else None
+
+    return resolve
+
+
+def read_split_file(path, keys, skips: SkipLog, where: str) -> dict[str, str]:
+    """key -> split from lines "<key> <split>"; a key with no image is a (skippable) missing file."""
+    out: dict[str, str] = {}
+    resolve = key_resolver(keys)
+    for n, toks in read_list(path):
+        if len(toks) < 2:
+            raise BadInput(path, f"line {n}: expected '<name> <split>', got {' '.join(toks)!r}")
+        split = toks[1]
+        if split not in SPLITS:
+            raise BadInput(path, f"line {n}: bad split {split!r}; choose one of {', '.join(SPLITS)}")
+        key = resolve(toks[0])
+        if key is None:
+            skips.fail(path, f"line {n} names {toks[0]!r} but no image {where}/{toks[0]}.* exists")
+            continue
+        if out.get(key, split) != split:
+            raise BadInput(path, f"line {n}: {toks[0]!r} listed as {out[key]} and as {split}")
+        out[key] = split
+    return out
+
+
+# ---- frames -------------------------------------------------------------------------------------
+
+def load_entry(e: Entry, frame_size, fit: str, read_segm: Callable, read_depth_map: Callable) -> Frame:
+    """Decode one entry's files, check their sizes against the image, apply the size policy."""
+    rgb = read_rgb(e.rgb)
+    segm = depth = None
+    if e.segm is not None:
+        segm = read_segm(e.segm)
+        check_size(e.segm, "segmentation", segm, rgb, e.rgb)
+    if e.depth is not None:
+        depth = read_depth_map(e.depth)
+        check_size(e.depth, "depth", depth, rgb, e.rgb)
+    rgb, segm, depth = fit_frame(e.rgb, rgb, segm, depth, frame_size, fit)
+    return Frame(rgb=rgb, split=e.split, name=e.name, segm=segm, depth=depth)
+
+
+def iter_entries(entries, skips: SkipLog, load: Callable[[Entry], Frame]) -> Iterator[Frame]:
+    """The per-frame loop: a bad file raises (naming it) or, with skip_bad, is recorded and passed over."""
+    for e in entries:
+        try:
+            frame = load(e)
+        except BadInput as bad:
+            skips.fail(bad.path, bad.problem)
+            continue
+        yield frame
+
+
+def load_colormap(path, num_classes: int) -> tuple[list[tuple], list[tuple]]:
+    """(class colours, void colours) from a JSON colour-map file."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BadInput(path, "colour-map file not found") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise BadInput(path, f"cannot read colour map ({type(e).__name__}: {e})") from None
+    classes, void = (data, None) if isinstance(data, list) else (
+        (data.get("classes"), data.get("void", [])) if isinstance(data, dict) else (None, None))
+    if not isinstance(classes, list):
+        raise BadInput(path, 'expected a JSON list [[r, g, b], ...] or {"classes": [...], "void": [...]}')
+    if len(classes) > num_classes:
+        raise BadInput(path, f"{len(classes)} class colours for {num_classes} classes")
+    colors = [_color(path, c, f"class {i}") for i, c in enumerate(classes)]
+    void = default_void(colors) if void is None else [_color(path, c, "void") for c in void]
+    seen = colors + void
+    dup = next((c for i, c in enumerate(seen) if c in seen[:i]), None)
+    if dup is not None:
+        raise BadInput(path, f"colour {list(dup)} appears twice")
+    return colors, void
+
+
+def _color(path, c, what: str) -> tuple[int, int, int]:
+    if (not isinstance(c, list) or len(c) != 3
+            or not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255 for v in c)):
+        raise BadInput(path, f"{what}: bad colour {c!r}; expected [r, g, b] integers 0..255")
+    return tuple(c)
+
+
+def default_void(colors) -> list[tuple]:
+    """Black is void unless it is a class colour."""
+    return [] if (0, 0, 0) in [tuple(c) for c in colors] else [(0, 0, 0)]
+
+
+def list_folder(cfg: FolderConfig, skips: SkipLog) -> list[Entry]:
+    """Every frame the folder source will read, in order (for a progress bar's total)."""
+    found = index_folder(cfg.images, IMAGE_EXTS, cfg.recursive, exclude=(cfg.segm, cfg.depth))
+    segm = index_folder(cfg.segm, SEGM_EXTS, cfg.recursive) if cfg.segm else {}
+    depth = index_folder(cfg.depth, DEPTH_EXTS, cfg.recursive) if cfg.depth else {}
+    splits = read_split_file(cfg.split_file, found, skips, cfg.images) if cfg.split_file else {}
+    entries = []
+    for key, paths in found.items():
+        ok_i, rgb = pick_one(paths, skips)
+        ok_s, s = pick_one(segm.get(key), skips)
+        ok_d, d = pick_one(depth.get(key), skips)
+        if ok_i and ok_s and ok_d:
+            name = rgb.relative_to(cfg.images).as_posix()
+            entries.append(Entry(name, key, rgb, splits.get(key, cfg.split), s, d))
+    return entries
+
+
+def count_folder(cfg: FolderConfig) -> int:
+    return len(list_folder(cfg, SkipLog(skip_bad=True)))
+
+
+def iter_folder(cfg: FolderConfig, frame_size, num_classes: int, skips: SkipLog,
+                class_colors=None, entries: list[Entry] | None = None) -> Iterator[Frame]:
+    """Frames at `frame_size` (H, W); colour labels decode with cfg.colormap, else `class_colors`
+    (the store's class colours, in id order). Pass `entries` from list_folder to avoid a second scan."""
+    colors, void = (load_colormap(cfg.colormap, num_classes) if cfg.colormap else
+                    (class_colors, default_void(class_colors or [])))
+
+    def read_segm(p):
+        return read_label(p, num_classes, cfg.label_format, colors, void, cfg.color_tolerance)
+
+    def load(e):
+        return load_entry(e, frame_size, cfg.fit, read_segm, lambda p: read_depth(p, cfg.depth_scale))
+
+    return iter_entries(list_folder(cfg, skips) if entries is None else entries, skips, load)
