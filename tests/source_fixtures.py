@@ -72,7 +72,7 @@ def make_nyud_mat(path, n: int = 3, h: int = 24, w: int = 32, labels894=None, de
     depth = np.stack([pattern_depth(h, w, i) for i in range(n)]) if depths is None else depths
     if labels894 is None:
         y, x = np.mgrid[:h, :w]
-        labels894 = np.stack([((y * w + x + i) % 900).astype(np.uint16) for i in range(n)])
+        labels894 = np.stack([((y * w + x + i) % 895).astype(np.uint16) for i in range(n)])
         labels894[:, 0, :] = 0
     with h5py.File(path, "w") as f:
         f["images"] = rgb.transpose(0, 3, 2, 1)                                   # (N, 3, W, H)
