@@ -96,7 +96,8 @@ def test_colour_labels_store_colours_and_colormap_file(tmp_path):
     with pytest.raises(SourceError) as e:
         frames(cfg)
     assert "k.png" in str(e.value) and str(list(colors[5])) in str(e.value)
-    cmap.write_text(json.dumps({"classes": [list(c) for c in colors[:5]], "void": [list(colors[5]), [0, 0, 0]]}))
+    void = [list(colors[5]), [0, 0, 0]]
+    cmap.write_text(json.dumps({"classes": [list(c) for c in colors[:5]], "void": void}))
     expected = np.where(ids == 5, 255, ids)
     assert np.array_equal(frames(cfg)[0].segm, expected)
 

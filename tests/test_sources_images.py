@@ -186,3 +186,15 @@ def test_parse_fit_lists_choices():
     assert parse_fit("crop") == "crop"
     with pytest.raises(UserError, match="resize, crop"):
         parse_fit("stretch")
+
+
+def test_jpeg_exif_orientation_applied_to_images_only(tmp_path):
+    a = np.zeros((10, 20, 3), np.uint8)
+    a[:3, :3] = 255                                                 # bright top-left corner
+    im = Image.fromarray(a)
+    exif = im.getexif()
+    exif[0x0112] = 6                                                # "rotate 90 CW to display"
+    p = tmp_path / "o.jpg"
+    im.save(p, exif=exif.tobytes(), quality=95)
+    rgb = read_rgb(p)
+    assert rgb.shape == (20, 10, 3) and rgb[0, -1].min() > 200 and rgb[-1, 0].max() < 50

@@ -33,10 +33,10 @@ DEPTH_EXTS = (".png", ".npy")
 class FolderConfig:
     images: str                        # folder of RGB images
     segm: str | None = None            # folder of label PNGs, same key as the image
-    depth: str | None = None           # folder of depth maps: 16-bit PNG (value / depth_scale) or .npy metres
+    depth: str | None = None           # depth maps: 16-bit PNG (value / depth_scale) or .npy metres
     recursive: bool = False            # also read sub-folders (key = relative path without extension)
-    label_format: str = "auto"         # ids (grey/palette = class id) | color (colour-coded) | auto (by PNG mode)
-    colormap: str | None = None        # JSON [[r,g,b], ...] per class id, or {"classes": [...], "void": [...]}
+    label_format: str = "auto"         # ids (grey/palette value = id) | color | auto (by PNG mode)
+    colormap: str | None = None        # JSON [[r,g,b], ...] by class id, or {"classes": [...], "void": [...]}
     color_tolerance: int = 0           # colour labels: nearest colour within this per-channel distance
     depth_scale: float = 1000.0        # 16-bit depth PNGs: metres = value / depth_scale (1000 = millimetres)
     split: str = "train"               # split of every frame not named in split_file
@@ -49,7 +49,8 @@ class FolderConfig:
         parse_tolerance(self.color_tolerance)
         parse_positive(self.depth_scale, "depth_scale")
         if self.label_format not in LABEL_FORMATS:
-            raise UserError(f"bad label_format {self.label_format!r}; choose one of {', '.join(LABEL_FORMATS)}")
+            raise UserError(f"bad label_format {self.label_format!r}; "
+                            f"choose one of {', '.join(LABEL_FORMATS)}")
 
     def to_dict(self) -> dict:
         return {"source": "folder", "path": self.images, **asdict(self)}
@@ -157,7 +158,7 @@ def read_split_file(path, keys, skips: SkipLog, where: str) -> dict[str, str]:
             raise BadInput(path, f"line {n}: bad split {split!r}; choose one of {', '.join(SPLITS)}")
         key = resolve(toks[0])
         if key is None:
-            skips.fail(path, f"line {n} names {toks[0]!r} but no image {where}/{toks[0]}.* exists")
+            skips.fail(path, f"line {n} names {toks[0]!r} but there is no such image in {where}")
             continue
         if out.get(key, split) != split:
             raise BadInput(path, f"line {n}: {toks[0]!r} listed as {out[key]} and as {split}")

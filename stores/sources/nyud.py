@@ -101,8 +101,7 @@ def _list_tree(cfg: NyudConfig, skips: SkipLog) -> list[Entry]:
         for n, toks in read_list(lst) if lst else ():
             key = resolve(toks[0])
             if key is None:
-                skips.fail(lst, f"line {n} names {toks[0]!r} but no image {root / 'rgb' / toks[0]} "
-                                "(.png/.jpg) exists")
+                skips.fail(lst, f"line {n} names {toks[0]!r} but there is no such image in {root / 'rgb'}")
             elif split_of.setdefault(key, split) != split:
                 raise BadInput(lst, f"line {n}: {toks[0]!r} is also in the {split_of[key]} list")
     entries = []
@@ -211,7 +210,7 @@ def _iter_mat(cfg, items, frame_size, lut, skips) -> Iterator[Frame]:
         for it in items:
             where = f"{cfg.path}[frame {it.index + 1}]"
             try:
-                rgb = np.ascontiguousarray(f["images"][it.index].transpose(2, 1, 0))   # (3, W, H) -> (H, W, 3)
+                rgb = np.ascontiguousarray(f["images"][it.index].transpose(2, 1, 0))  # (3,W,H) -> (H,W,3)
                 if rgb.dtype != np.uint8:
                     raise BadInput(where, f"images dtype {rgb.dtype}; expected uint8")
                 depth = check_depth(where, f["depths"][it.index].T.astype(np.float32))  # (W, H) -> (H, W)
@@ -219,7 +218,8 @@ def _iter_mat(cfg, items, frame_size, lut, skips) -> Iterator[Frame]:
                 if has_labels:
                     lab = f["labels"][it.index].T                                        # (W, H) -> (H, W)
                     if lab.max() >= len(lut):
-                        raise BadInput(where, f"label {int(lab.max())} beyond the mapping's {len(lut)} entries")
+                        raise BadInput(where, f"label {int(lab.max())} beyond the mapping's "
+                                              f"{len(lut)} entries")
                     segm = lut[lab]
                 rgb, segm, depth = fit_frame(where, rgb, segm, depth, frame_size, cfg.fit)
             except BadInput as bad:
