@@ -118,6 +118,8 @@ def decode_colors(path, rgb: np.ndarray, colors, void_colors=((0, 0, 0),),
     `tolerance`; any colour still unmatched is an error naming it and its pixel count.
     """
     table = [(tuple(c), i) for i, c in enumerate(colors)] + [(tuple(c), IGNORE_INDEX) for c in void_colors]
+    if not table:
+        raise BadInput(path, "colour-coded label image but the colour map is empty")
     ref = np.array([c for c, _ in table], np.int32).reshape(-1, 3)
     ids_of = np.array([i for _, i in table], np.int32)
     key = (rgb[..., 0].astype(np.uint32) << 16) | (rgb[..., 1].astype(np.uint32) << 8) | rgb[..., 2]
