@@ -1,0 +1,176 @@
+"""Teacher files: our own checkpoints, TorchScript, ONNX, and `module:function` entry points.
+
+Sits under base.load_teacher (which picks one of these by file type) and above the networks. Security:
+our own .pt/.pth checkpoints load ONLY through torch.load(weights_only=True), so a teacher file can
+never run code on load; anything else in the pickle is refused with a UserError. TorchScript archives
+(torch.jit.load) and ONNX graphs (ONNX Runtime) carry no pickled Python objects. An entry point runs
+the user's own code by design: it is a Python import the user names explicitly.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib
+import pickle
+import re
+import warnings
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from stores.errors import UserError
+from teachers.archs import arch_task, build_model
+
+ENTRY_POINT = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+CHECKPOINT_FORMAT = "mtdistill.teacher"
+# file suffix -> loader kind; .pt/.pth may also hold a TorchScript archive (see file_kind)
+SUFFIX_KINDS = {".pt": "checkpoint", ".pth": "checkpoint", ".ts": "torchscript",
+                ".torchscript": "torchscript", ".onnx": "onnx"}
+
+
+def sha256_file(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def state_dict_hash(state) -> str:
+    """sha256 over (name, dtype, shape, bytes) of every tensor, names sorted: a version for in-memory weights."""
+    if isinstance(state, nn.Module):
+        state = state.state_dict()
+    h = hashlib.sha256()
+    for name in sorted(state):
+        t = state[name].detach().to("cpu").contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def is_torchscript_zip(path: Path) -> bool:
+    """torch.jit.save archives hold <root>/code/... and constants.pkl; torch.save zips do not."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as z:
+        return any("/code/" in n or n.endswith("constants.pkl") for n in z.namelist())
+
+
+def file_kind(path: Path) -> str:
+    """"checkpoint" | "torchscript" | "onnx" for an existing file; UserError naming the file otherwise."""
+    kind = SUFFIX_KINDS.get(path.suffix.lower())
+    if kind == "checkpoint" and is_torchscript_zip(path):
+        return "torchscript"
+    if kind is None and is_torchscript_zip(path):
+        return "torchscript"
+    if kind is None:
+        raise UserError(f"{path}: unknown teacher file type {path.suffix!r}; expected one of "
+                        f"{sorted(SUFFIX_KINDS)}, a TorchScript archive, or module:function")
+    return kind
+
+
+def safe_torch_load(path: Path):
+    """torch.load(weights_only=True): tensors and plain containers only; a pickle that names any other
+    Python object (the way a pickle runs code) is refused before anything is called."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
+        if found:
+            raise UserError(f"{path}: refused to load: it references the Python object {found.group(1)}; teacher "
+                            f"files may hold only tensors and plain containers (weights_only load)") from None
+        reason = re.search(r"WeightsUnpickler error:\s*(.*?)\s*(\n|$)", str(e), re.S)
+        raise UserError(f"{path}: refused to load: not a weights_only checkpoint of tensors and plain "
+                        f"containers ({reason.group(1).strip() if reason else type(e).__name__})") from None
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as e:
+        raise UserError(f"{path}: unreadable checkpoint ({type(e).__name__}: {first_line(e)})") from None
+
+
+def first_line(e: Exception) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else repr(e)
+
+
+def load_checkpoint(path: Path) -> tuple[nn.Module, dict]:
+    """Our own checkpoint {"arch", "model", "task", "norm", "classes", "name", ...} -> (module, metadata)."""
+    ckpt = safe_torch_load(path)
+    if not isinstance(ckpt, dict) or "arch" not in ckpt or "model" not in ckpt:
+        raise UserError(f"{path}: not a teacher checkpoint (needs 'arch' and 'model'; "
+                        f"save one with teachers.base.save_teacher)")
+    model = build_model(ckpt["arch"], source=str(path))
+    try:
+        model.load_state_dict(ckpt["model"])
+    except RuntimeError as e:
+        raise UserError(f"{path}: weights do not fit architecture {ckpt['arch'].get('name')!r}: "
+                        f"{first_line(e)}") from None
+    meta = {k: v for k, v in ckpt.items() if k != "model"}
+    meta.setdefault("task", arch_task(ckpt["arch"]))
+    return model, meta
+
+
+def load_torchscript(path: Path, device="cpu") -> nn.Module:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)       # torch marks jit.load deprecated; it still works
+            return torch.jit.load(str(path), map_location=device)
+    except (RuntimeError, ValueError, OSError) as e:
+        raise UserError(f"{path}: unreadable TorchScript file ({first_line(e)})") from None
+
+
+class OnnxModel:
+    """An ONNX Runtime session behind a torch-in / {output name: tensor}-out call (CUDA provider when asked
+    for and available, else CPU). Expects one float32 NCHW input."""
+
+    def __init__(self, path: Path, device="cpu"):
+        import onnxruntime as ort
+
+        providers = ["CPUExecutionProvider"]
+        if str(device).startswith("cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
+            providers.insert(0, "CUDAExecutionProvider")
+        try:
+            self.session = ort.InferenceSession(str(path), providers=providers)
+        except Exception as e:  # ORT raises its own pybind exception types
+            raise UserError(f"{path}: unreadable ONNX file ({first_line(e)})") from None
+        inputs = self.session.get_inputs()
+        if len(inputs) != 1:
+            raise UserError(f"{path}: ONNX teacher must take one image input, has {[i.name for i in inputs]}")
+        self.input_name = inputs[0].name
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        self.path = path
+
+    def __call__(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        feed = {self.input_name: x.detach().to("cpu", torch.float32).contiguous().numpy()}
+        outs = self.session.run(self.output_names, feed)
+        return {n: torch.from_numpy(np.asarray(o)).to(x.device) for n, o in zip(self.output_names, outs)}
+
+
+def is_entry_point(spec: str) -> bool:
+    return bool(ENTRY_POINT.match(spec))
+
+
+def load_entry_point(spec: str, weights=None) -> nn.Module:
+    """`package.module:function` -> function() -> nn.Module; optional weights file (state dict, or a dict
+    with "model"/"state_dict") loaded weights_only and strictly."""
+    module_name, func_name = spec.split(":")
+    try:
+        func = getattr(importlib.import_module(module_name), func_name)
+    except ImportError as e:
+        raise UserError(f"{spec}: cannot import module {module_name!r} ({e})") from None
+    except AttributeError:
+        raise UserError(f"{spec}: module {module_name!r} has no attribute {func_name!r}") from None
+    model = func()
+    if not isinstance(model, nn.Module):
+        raise UserError(f"{spec}: must return a torch.nn.Module, returned {type(model).__name__}")
+    if weights is not None:
+        state = safe_torch_load(Path(weights))
+        if isinstance(state, dict) and ("model" in state or "state_dict" in state):
+            state = state.get("model", state.get("state_dict"))
+        if not isinstance(state, dict):
+            raise UserError(f"{weights}: expected a state dict for {spec}")
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as e:
+            raise UserError(f"{weights}: weights do not fit {spec}: {first_line(e)}") from None
+    return model
