@@ -140,6 +140,8 @@ class Teacher:
         return y.softmax(1) if self.task == "segm" else y
 
     def _predict_batch(self, rgb: np.ndarray) -> dict:
+        rgb = np.ascontiguousarray(rgb)                        # mirrored views have negative strides
+        rgb = rgb if rgb.flags.writeable else rgb.copy()       # torch wants writable memory
         x = self._normalise(torch.from_numpy(rgb).to(self.device))
         y = self._dense(x)
         if self.flip:
@@ -204,15 +206,35 @@ def load_teacher(spec: str, task: str, remap=None, device="cpu", *, weights=None
     or `module:function` (+ optional `weights` state dict). `remap` is a Remap or a .json/.toml path;
     `norm`/`classes` override what the file records (external files record none: ImageNet by default)."""
     task = parse_task(task)
+    if weights is not None and not external.is_entry_point(str(spec)):
+        raise UserError(f"{spec}: a separate weights file only goes with a module:function entry point")
     model, meta = _open_spec(str(spec), task, device, weights)
     classes = classes if classes is not None else meta.get("classes")
     if isinstance(remap, (str, os.PathLike)):
         remap = load_remap(remap, teacher_classes=classes, store_classes=store_classes)
     elif remap is not None and store_classes is not None:
         remap.check_store_classes(store_classes)
+    elif remap is None and None not in (store_classes, classes) and class_names(store_classes) != class_names(classes):
+        raise UserError(f"{spec}: teacher classes {class_names(classes)} differ from the store's "
+                        f"{class_names(store_classes)}; give a remap file")
     return Teacher(model, task, name=name or meta["name"], version=meta["version"],
                    norm=norm if norm is not None else meta.get("norm"), classes=classes, remap=remap,
                    device=device, flip=flip, pad_to=pad_to, batch_size=batch_size)
+
+
+def check_plain(obj, where: str) -> None:
+    """Refuse values a weights_only load could not read back (dataclasses, numpy arrays, custom objects)."""
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            if not isinstance(k, (str, int)):
+                raise ValueError(f"{where}: key {k!r} must be a str or int")
+            check_plain(v, f"{where}[{k!r}]")
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            check_plain(v, f"{where}[{i}]")
+    elif not (obj is None or isinstance(obj, (str, int, float, bool, torch.Tensor))):
+        raise ValueError(f"{where}: {type(obj).__name__} cannot go in a teacher checkpoint "
+                         f"(tensors, numbers, strings and plain containers only)")
 
 
 def save_teacher(path, model: nn.Module, arch_config, task: str, norm=None, classes=None, *,
@@ -224,6 +246,7 @@ def save_teacher(path, model: nn.Module, arch_config, task: str, norm=None, clas
     arch = arch_dict(arch_config)
     if arch_task(arch) != task:
         raise ValueError(f"architecture {arch['name']} is a {arch_task(arch)} model, not {task}")
+    check_plain(extra or {}, "extra")
     path = Path(path)
     ckpt = {"format": external.CHECKPOINT_FORMAT, "arch": arch, "task": task,
             "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},

@@ -70,11 +70,33 @@ def test_state_dict_hash_stable_and_sensitive():
     assert state_dict_hash(b) != state_dict_hash(a)
 
 
+def test_save_teacher_extra_must_load_back(tmp_path):
+    model = tiny_segm()
+    save_teacher(tmp_path / "ok.pt", model, CFG, "segm", extra={"epoch": 3, "config": {"lr": [0.1, 1e-3]}})
+    assert load_teacher(tmp_path / "ok.pt", "segm").name == "ok"
+    with pytest.raises(ValueError, match=r"extra\['config'\]: ResNet38Config cannot go"):
+        save_teacher(tmp_path / "bad.pt", model, CFG, "segm", extra={"config": CFG})
+    assert not (tmp_path / "bad.pt").exists()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_matches_cpu(tmp_path):
+    path = tmp_path / "t.pt"
+    save_teacher(path, tiny_segm(), CFG, "segm", classes=CLASSES)
+    agree(load_teacher(path, "segm", device="cuda").predict(frames()), load_teacher(path, "segm").predict(frames()))
+
+
 def test_checkpoint_task_mismatch_and_wrong_arch(tmp_path):
     path = tmp_path / "t.pth"
     save_teacher(path, tiny_segm(), CFG, "segm", classes=CLASSES)
     with pytest.raises(UserError, match="is a segm teacher, asked for depth"):
         load_teacher(path, "depth")
+    with pytest.raises(UserError, match="differ from the store's"):
+        load_teacher(path, "segm", store_classes=["sky", "road"])
+    assert load_teacher(path, "segm", store_classes=CLASSES).store_classes == CLASSES
+    with pytest.raises(UserError, match="only goes with a module:function"):
+        load_teacher(path, "segm", weights=path)
     with pytest.raises(ValueError, match="not depth"):
         save_teacher(tmp_path / "x.pt", tiny_segm(), CFG, "depth")
     bad = tmp_path / "bad.pt"
@@ -206,3 +228,19 @@ def test_missing_and_bad_specs(tmp_path):
     torch.save({"weights": torch.zeros(2)}, tmp_path / "plain.pt")
     with pytest.raises(UserError, match="not a teacher checkpoint"):
         load_teacher(tmp_path / "plain.pt", "segm")
+
+
+def test_load_with_bundled_remap(tmp_path):
+    from stores.classes import KITTI6, KITTI6_NAMES
+    from teachers.remap import CITYSCAPES19, bundled_remap
+
+    torch.manual_seed(0)
+    cfg = ResNet38Config(num_classes=19, width=1 / 16, units=1)
+    save_teacher(tmp_path / "cs.pt", ResNet38(cfg), cfg, "segm", classes=CITYSCAPES19)
+    t = load_teacher(tmp_path / "cs.pt", "segm", remap=bundled_remap("cityscapes19_to_kitti6"), store_classes=KITTI6)
+    assert t.store_classes == list(KITTI6_NAMES) and t.provenance()["remap"]["table"][0] == 2   # road
+    out = t.predict(frames(h=37, w=45))
+    assert out["segm"].shape == (2, 37, 45) and set(np.unique(out["segm"])) <= {0, 1, 2, 3, 4, 5, 255}
+    with pytest.raises(UserError, match="differ from"):
+        load_teacher(tmp_path / "cs.pt", "segm", remap=bundled_remap("cityscapes19_to_kitti6"),
+                     store_classes=["sky", "road"])

@@ -63,6 +63,9 @@ def test_predict_rejects_bad_input_and_handles_empty():
         t.predict(frames().astype(np.float32))
     with pytest.raises(ValueError, match="B, H, W, 3"):
         t.predict(frames()[0])
+    view = frames(b=1)[:, :, ::-1]                        # negative strides, read-only
+    view.flags.writeable = False
+    assert t.predict(view)["segm"].shape == (1, 70, 50)
     empty = t.predict(np.zeros((0, 20, 30, 3), np.uint8))
     assert empty["segm"].shape == empty["conf"].shape == (0, 20, 30)
 
