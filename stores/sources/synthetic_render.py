@@ -1,0 +1,246 @@
+"""Render one synthetic frame: scene -> z-buffer -> labels, depth, shaded RGB, sensor depth.
+
+Sits under stores/sources/synthetic.py (`render_frame`), above the scene builders (synthetic_indoor,
+synthetic_outdoor), the ray caster, the painters (synthetic_palette, synthetic_texture) and the sensor
+models (synthetic_sensor). Three generators per frame, all from SeedSequence(seed, preset, index):
+geometry (no style: a style change never moves anything), appearance (+ style), sensor (+ style).
+Shading: albedo x (ambient + Lambert point lights / sun with street shadows) x corner and contact
+occlusion; windows, screens and sky emit. Then exposure, vignetting, gamma 2, sensor noise, 8 bits.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from stores.sources.synthetic_indoor import indoor_scene
+from stores.sources.synthetic_outdoor import K as KITTI_IDS
+from stores.sources.synthetic_outdoor import outdoor_scene
+from stores.sources.synthetic_palette import domain, make_material
+from stores.sources.synthetic_raycast import AX_CYL, AX_ELL, BOX, CYL, ELL, FACE, GROUND, ROOM, STRIP, cast
+from stores.sources.synthetic_sensor import kinect_valid, lidar_valid
+from stores.sources.synthetic_texture import Patch, noise, noise_tile, paint
+
+PRESET_CODE = {"indoor": 1, "outdoor": 2}
+VOID = 255
+
+
+def generators(preset: str, index: int, seed: int, style: int):
+    base = [int(seed), PRESET_CODE[preset], int(index)]
+    return (np.random.default_rng(np.random.SeedSequence(base + [0])),
+            np.random.default_rng(np.random.SeedSequence(base + [1, int(style)])),
+            np.random.default_rng(np.random.SeedSequence(base + [2, int(style)])))
+
+
+def build_scene(preset: str, index: int, seed: int, size, intrinsics):
+    geo = generators(preset, index, seed, 0)[0]
+    return (indoor_scene if preset == "indoor" else outdoor_scene)(geo, size, intrinsics)
+
+
+def _bounds(prims):
+    """(n, 3) lo and hi per primitive, for local texture coordinates; FACE/STRIP rows filled from their base."""
+    lo, hi = np.zeros((len(prims), 3), np.float32), np.ones((len(prims), 3), np.float32)
+    base = None
+    for i, p in enumerate(prims):
+        if p.kind in (BOX, ROOM):
+            lo[i], hi[i] = p.a, p.b
+            base = i
+        elif p.kind == FACE:
+            lo[i], hi[i] = lo[base], hi[base]
+        elif p.kind in (GROUND, STRIP):
+            y0, y1 = (p.a[0], p.a[1]) if p.kind == STRIP else (-1e4, p.a[1])
+            lo[i], hi[i] = (-1e4, max(y0, -1e4), 0.0), (1e4, min(y1, 1e4), 1.0)
+        elif p.kind == CYL:
+            lo[i], hi[i] = (p.a[0] - p.a[2], p.a[1] - p.a[2], p.b[0]), (p.a[0] + p.a[2], p.a[1] + p.a[2], p.b[1])
+        elif p.kind == ELL:
+            lo[i] = [c - r for c, r in zip(p.a, p.b)]
+            hi[i] = [c + r for c, r in zip(p.a, p.b)]
+    return lo, hi
+
+
+def render_scene(scene, preset: str, style: int, app, sen):
+    """-> rgb (H, W, 3) uint8, segm (H, W) uint8, depth_clean, depth_sensor (H, W) float32."""
+    cam, prims = scene.camera, scene.prims
+    H, W = cam.height, cam.width
+    dom = domain(style)
+    hits, (dx, dy, dz) = cast(cam, prims)
+    pid, axis = hits.pid, hits.axis
+    n = len(prims)
+    sky_cls = KITTI_IDS["sky"] if preset == "outdoor" else VOID
+    cls_lut = np.array([p.cls for p in prims] + [sky_cls], np.uint8)
+    segm = cls_lut[pid]                                               # pid -1 -> last entry (sky)
+    t = hits.t
+    hit = np.isfinite(t)
+    depth = np.where(hit & (t <= scene.max_depth), t, np.float32(0)).astype(np.float32)
+
+    # geometry per pixel: position, normal, texture coordinates
+    t0 = np.where(hit, t, np.float32(0))
+    o = cam.pos
+    dxf, dyf, dzf = dx.astype(np.float32), dy.astype(np.float32), dz.astype(np.float32)
+    px = np.float32(o[0]) + t0 * dxf[None, :]
+    py = np.float32(o[1]) + t0 * dyf[None, :]
+    pz = np.float32(o[2]) + t0 * dzf[:, None]
+    sgx, sgy, sgz = -np.sign(dxf)[None, :], -np.sign(dyf)[None, :], -np.sign(dzf)[:, None]
+    nx = np.where(axis == 0, sgx, np.float32(0))
+    ny = np.where(axis == 1, sgy, np.float32(0))
+    nz = np.where(axis == 2, sgz, np.float32(0))
+    lo, hi = _bounds(prims)
+    curved = np.flatnonzero((axis.ravel() == AX_CYL) | (axis.ravel() == AX_ELL))
+    if curved.size:
+        cp = pid.ravel()[curved]
+        c = (lo[cp] + hi[cp]) * np.float32(0.5)
+        rad = (hi[cp] - lo[cp]) * np.float32(0.5)
+        qx, qy, qz = px.ravel()[curved] - c[:, 0], py.ravel()[curved] - c[:, 1], pz.ravel()[curved] - c[:, 2]
+        is_ell = axis.ravel()[curved] == AX_ELL
+        gx, gy = qx / (rad[:, 0] * rad[:, 0]), qy / (rad[:, 1] * rad[:, 1])
+        gz = np.where(is_ell, qz / (rad[:, 2] * rad[:, 2]), np.float32(0))
+        norm = np.sqrt(gx * gx + gy * gy + gz * gz) + np.float32(1e-12)
+        nx.ravel()[curved], ny.ravel()[curved], nz.ravel()[curved] = gx / norm, gy / norm, gz / norm
+    s_co = np.where(axis == 0, py, np.where(axis >= 3, px + py, px))
+    t_co = np.where(axis == 2, py, pz)
+
+    # materials, one per (group, role), drawn in primitive order from the appearance generator
+    mats, mat_of = {}, np.zeros(n + 1, np.int16)
+    for i, p in enumerate(prims):
+        key = (p.group, p.role) if p.group >= 0 else (-1 - i, p.role)
+        if key not in mats:
+            mats[key] = (len(mats), make_material(p.role, app, dom))
+        mat_of[i] = mats[key][0]
+    mat_of[n] = len(mats)                                             # sky
+    mat_list = [m for _, m in sorted(mats.values(), key=lambda v: v[0])]
+    mid = mat_of[pid].ravel()
+    order = np.argsort(mid, kind="stable")
+    starts = np.concatenate([[0], np.cumsum(np.bincount(mid, minlength=len(mats) + 1))])
+    albedo = np.zeros((H * W, 3), np.float32)
+    emit = np.zeros(H * W, np.float32)
+    hole_p = np.zeros(H * W, np.float32)
+    flat = {k: v.ravel() for k, v in (("s", s_co), ("t", t_co), ("ax", axis), ("pid", pid))}
+    for m, mat in enumerate(mat_list):
+        idx = order[starts[m]:starts[m + 1]]
+        if idx.size == 0:
+            continue
+        ax, pm = flat["ax"][idx], flat["pid"][idx]
+        s, tt = flat["s"][idx], flat["t"][idx]
+        l0, h0 = lo[pm], hi[pm]
+        on_x, on_z = ax == 0, ax == 2
+        ls = s - np.where(on_x, l0[:, 1], l0[:, 0])
+        ws = np.where(on_x, h0[:, 1] - l0[:, 1], h0[:, 0] - l0[:, 0])
+        lt = tt - np.where(on_z, l0[:, 1], l0[:, 2])
+        wt = np.where(on_z, h0[:, 1] - l0[:, 1], h0[:, 2] - l0[:, 2])
+        a, e = paint(mat, dom, Patch(s, tt, ls, lt, ws, wt, ~on_z))
+        albedo[idx] = a
+        if e is not None:
+            emit[idx] = e
+            hole_p[idx] = mat.hole * e
+        else:
+            hole_p[idx] = mat.hole
+    sky = order[starts[len(mats)]:]
+    albedo = albedo.reshape(H, W, 3)
+
+    # lighting
+    light = _lighting(scene, preset, dom, px, py, pz, nx, ny, nz, pid, axis, prims)
+    lin = albedo * light
+    emit = emit.reshape(H, W)
+    lin = lin + (albedo - lin) * emit[..., None]
+    if sky.size:
+        lin.reshape(-1, 3)[sky] = _sky(dom, cam, app, dzf)[sky]
+    vig = np.float32(1) - np.float32(0.25) * (((np.arange(W, dtype=np.float32) - W / 2) / W) ** 2)[None, :] \
+        - np.float32(0.25) * (((np.arange(H, dtype=np.float32) - H / 2) / W) ** 2)[:, None]
+    x = lin * (np.float32(dom.exposure) * vig)[..., None]
+    x = np.sqrt(x / (np.float32(1) + np.float32(0.25) * x))           # soft shoulder, then gamma 2
+    x = x + np.float32(dom.noise) * (sen.random((H, W, 3), dtype=np.float32) - sen.random((H, W, 3), dtype=np.float32))
+    rgb = np.clip(x * np.float32(255) + np.float32(0.5), 0, 255).astype(np.uint8)
+
+    # sensor
+    hole_p = hole_p.reshape(H, W)
+    if preset == "indoor":
+        dn = np.sqrt(dxf[None, :] ** 2 + dyf[None, :] ** 2 + dzf[:, None] ** 2)
+        cos_view = np.abs(nx * dxf[None, :] + ny * dyf[None, :] + nz * dzf[:, None]) / dn
+        lum = albedo[..., 0] * 0.3 + albedo[..., 1] * 0.59 + albedo[..., 2] * 0.11
+        valid = kinect_valid(depth, cos_view, lum, hole_p, cam.fx, sen)
+    else:
+        valid = lidar_valid(depth, cam.fx, cam.fy, cam.cy, hole_p, sen, scene.max_depth)
+    sensor = np.where(valid, depth, np.float32(0)).astype(np.float32)
+    return rgb, segm, depth, sensor
+
+
+def _lighting(scene, preset, dom, px, py, pz, nx, ny, nz, pid, axis, prims):
+    """(H, W, 3) incident light: ambient + Lambert, times occlusion."""
+    amb = np.float32(dom.ambient)
+    lc = np.asarray(dom.light, np.float32)
+    key = np.zeros(px.shape, np.float32)
+    for kind, v, strength in scene.lights:
+        if kind == "point":
+            lx, ly, lz = np.float32(v[0]) - px, np.float32(v[1]) - py, np.float32(v[2]) - pz
+            d2 = lx * lx + ly * ly + lz * lz + np.float32(1e-6)
+            ndl = np.maximum(nx * lx + ny * ly + nz * lz, np.float32(0)) / np.sqrt(d2)
+            key += np.float32(strength * dom.key * 3.2) * ndl / (np.float32(1) + np.float32(0.25) * d2)
+        else:
+            ndl = np.maximum(nx * np.float32(v[0]) + ny * np.float32(v[1]) + nz * np.float32(v[2]), np.float32(0))
+            key += np.float32(strength * dom.key * 1.3) * ndl * _street_shadow(scene, v, px, py, pz, prims)
+    occ = np.ones(px.shape, np.float32)
+    if preset == "indoor":
+        W, D, H = scene.info["room"]
+        room = pid < 6
+        ex = np.minimum(px, np.float32(W) - px)
+        ey = np.minimum(py, np.float32(D) - py)
+        ez = np.minimum(pz, np.float32(H) - pz)
+        big = np.float32(1e3)
+        d = np.minimum(np.minimum(np.where(axis == 0, big, ex), np.where(axis == 1, big, ey)), np.where(axis == 2, big, ez))
+        occ = np.where(room, np.float32(1) - np.float32(0.4) / (np.float32(1) + (d / np.float32(0.3)) ** 2), occ)
+        floor = pid == 4
+    else:
+        floor = (pid >= 0) & (pid <= 4)
+        occ = occ - np.float32(0.25) * np.maximum(ny * ny + nx * nx, 0) / (np.float32(1) + (pz / np.float32(0.5)) ** 2)
+    up = np.maximum(nz, np.float32(0))
+    for x0, y0, x1, y1 in scene.footprints:
+        ddx = np.maximum(np.maximum(np.float32(x0) - px, px - np.float32(x1)), np.float32(0))
+        ddy = np.maximum(np.maximum(np.float32(y0) - py, py - np.float32(y1)), np.float32(0))
+        dd = ddx * ddx + ddy * ddy
+        occ = np.where(floor, occ * (np.float32(1) - np.float32(0.45) / (np.float32(1) + dd / np.float32(0.04))), occ)
+    ambient = amb * (np.float32(0.75) + np.float32(0.25) * up)
+    return (ambient[..., None] + key[..., None] * lc) * occ[..., None]
+
+
+def _street_shadow(scene, sun, px, py, pz, prims):
+    """1 lit / 0.15 shadowed: march from a point toward the sun to each building row's facade plane and
+    look up the height of the building there (outdoor; buildings only)."""
+    lit = np.ones(px.shape, np.float32)
+    sx, sy, sz = sun
+    if abs(sy) < 1e-3:
+        return lit
+    rows = {}
+    for p in prims:
+        if p.kind == BOX and p.cls == KITTI_IDS["building"]:
+            side = 1 if p.a[1] > 0 else -1
+            rows.setdefault(side, []).append(p)
+    side = 1 if sy > 0 else -1
+    blds = sorted(rows.get(side, []), key=lambda p: p.a[0])
+    if not blds:
+        return lit
+    front = np.float32(min(abs(p.a[1]) if side > 0 else abs(p.b[1]) for p in blds)) * side
+    starts = np.array([p.a[0] for p in blds], np.float32)
+    ends = np.array([p.b[0] for p in blds], np.float32)
+    heights = np.array([p.b[2] for p in blds], np.float32)
+    s = (front - py) / np.float32(sy)
+    ok = s > 0
+    xh = px + s * np.float32(sx)
+    zh = pz + s * np.float32(sz)
+    k = np.clip(np.searchsorted(starts, xh, side="right") - 1, 0, len(blds) - 1)
+    inside = (xh >= starts[k]) & (xh <= ends[k])
+    shadow = ok & inside & (zh < heights[k])
+    return np.where(shadow, np.float32(0.15), lit)
+
+
+def _sky(dom, cam, app, dzf):
+    """(H*W, 3) sky radiance: horizon-to-zenith gradient with clouds (drawn per frame)."""
+    H, W = cam.height, cam.width
+    over = float(app.random())
+    zen = np.array([0.25, 0.42, 0.8], np.float32) * (1 - over) + np.float32(0.75 * over)
+    hor = np.array([0.8, 0.85, 0.9], np.float32)
+    up = np.clip(dzf * np.float32(3.0), 0, 1)[:, None, None]
+    base = hor + (zen - hor) * up
+    tile = noise_tile(dom.style, 1)
+    v = np.arange(H, dtype=np.float32)[:, None] / np.float32(max(H, W)) * np.float32(60) + np.float32(app.random() * 50)
+    u = np.arange(W, dtype=np.float32)[None, :] / np.float32(max(H, W)) * np.float32(60)
+    cloud = np.clip((noise(tile, u + v * 0, v * 2.5) - np.float32(0.45)) * np.float32(2.5), 0, 1)[..., None]
+    out = base + (np.float32(0.95) - base) * cloud * np.float32(0.8)
+    return np.broadcast_to(out, (H, W, 3)).reshape(-1, 3)
