@@ -12,6 +12,7 @@ from stores.sources.base import SPLITS, SourceError
 from stores.sources.synthetic import (
     SyntheticConfig, assignment, class_list_for, iter_frames, render_frame, scene_info,
 )
+from stores.sources.synthetic_sensor import kinect_valid, lidar_valid
 
 SIZE = (48, 64)
 IDS = {c["name"]: c["id"] for c in NYUD40}
@@ -52,7 +53,7 @@ def test_pinned_bytes():
     assert h.hexdigest()[:16] == PINNED
 
 
-PINNED = "99db10f6d0337458"
+PINNED = "8f184cf1f466dd5f"
 
 
 @pytest.mark.parametrize("preset,classes,max_depth", [("indoor", NYUD40, 10.0), ("outdoor", KITTI6, 80.0)])
@@ -124,13 +125,35 @@ def test_sensor_depth_is_clean_depth_with_holes(preset):
         assert 0.01 < np.mean(valid_share) < 0.15                      # LiDAR: sparse scan lines
 
 
-def test_kinect_has_range_limit_and_projector_shadows():
-    holes_far = holes_near = 0
+def test_kinect_has_a_range_limit():
+    far = measured = 0
     for i in range(8):
         _, _, clean, sensor = render_frame("indoor", i, seed=0, size=(96, 128))
-        holes_far += ((clean > 7.5) & (sensor > 0)).sum()
-        holes_near += ((clean < 2.0) & (clean > 0) & (sensor == 0)).sum()
-    assert holes_far == 0 and holes_near > 0
+        far += ((clean > 8.5) & (sensor > 0)).sum()
+        measured += (sensor > 0).sum()
+    assert far == 0 and measured > 0
+
+
+def test_kinect_projector_shadow_lies_left_of_a_foreground_object():
+    """Background 3 m, a box at 1 m: the projector (7.5 cm to the right) leaves a band of
+    fx * b * (1/1 - 1/3) = 25 px without depth to the box's left, none to its right."""
+    H, W, fx = 60, 200, 500.0
+    depth = np.full((H, W), 3.0, np.float32)
+    depth[20:40, 100:140] = 1.0
+    ones = np.ones((H, W), np.float32)
+    ok = kinect_valid(depth, ones, ones, np.zeros((H, W), np.float32), fx, np.random.default_rng(0))
+    rows = slice(22, 38)
+    assert not ok[rows, 76:99].any()                                   # the shadow band
+    assert ok[rows, 60:74].mean() > 0.9 and ok[rows, 142:190].mean() > 0.9
+    assert ok[rows, 102:138].mean() > 0.9                               # the box itself is measured
+
+
+def test_lidar_lands_on_at_most_64_rows():
+    depth = np.full((352, 1216), 20.0, np.float32)
+    ok = lidar_valid(depth, 721.5, 721.5, 149.9, np.zeros_like(depth), np.random.default_rng(0))
+    rows = np.flatnonzero(ok.any(axis=1))
+    assert 30 <= rows.size <= 64 and rows.min() >= 149 - 30
+    assert 0.02 < ok.mean() < 0.15
 
 
 def test_annotation_fractions_and_splits_are_honoured():

@@ -10,6 +10,7 @@ style change repaints a frame without moving anything.
 from __future__ import annotations
 
 import colorsys
+import zlib
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -39,7 +40,7 @@ def domain(style: int) -> Domain:
     r = np.random.default_rng(np.random.SeedSequence([0x57713, style]))
     u = [float(x) for x in r.random(9)]
     warm = u[3] - 0.5
-    return Domain(style, u[0] - 0.5, 0.4 + 0.9 * u[1], 0.6 + 1.4 * u[2],
+    return Domain(style, 0.3 * (u[0] - 0.5), 0.4 + 0.9 * u[1], 0.6 + 1.4 * u[2],
                   (1.0 + 0.15 * warm, 0.95, 1.0 - 0.2 * warm), 0.3 + 0.35 * u[4], 0.6 + 0.5 * u[5],
                   0.01 + 0.035 * u[6], 0.85 + 0.35 * u[7])
 
@@ -137,10 +138,19 @@ def _colour(pool: str, rng, dom: Domain) -> tuple[float, float, float]:
     return (r * r, g * g, b * b)       # display gamma 2 -> linear
 
 
+@lru_cache(maxsize=1024)
+def kind_bias(style: int, role: str, n: int) -> np.ndarray:
+    """Per-domain preference among a role's texture kinds (style 0: none), e.g. more carpet, fewer planks."""
+    if style == 0:
+        return np.ones(n)
+    r = np.random.default_rng(np.random.SeedSequence([0x4B1D, style, zlib.crc32(role.encode())]))
+    return 0.2 + 1.6 * r.random(n)
+
+
 def make_material(role: str, rng, dom: Domain) -> Material:
     """A concrete material for a role, drawn with the appearance generator `rng`."""
     options = ROLES[role]
-    w = np.array([o[0] for o in options], np.float64)
+    w = np.array([o[0] for o in options], np.float64) * kind_bias(dom.style, role, len(options))
     k = int(np.searchsorted(np.cumsum(w), rng.random() * w.sum(), side="right"))
     _, kind, p1, p2, scale, hole = options[min(k, len(options) - 1)]
     c1, c2 = _colour(p1, rng, dom), _colour(p2, rng, dom)

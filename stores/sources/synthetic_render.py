@@ -17,7 +17,7 @@ from stores.sources.synthetic_outdoor import outdoor_scene
 from stores.sources.synthetic_palette import domain, make_material
 from stores.sources.synthetic_raycast import AX_CYL, AX_ELL, BOX, CYL, ELL, FACE, GROUND, ROOM, STRIP, cast
 from stores.sources.synthetic_sensor import kinect_valid, lidar_valid
-from stores.sources.synthetic_texture import Patch, noise, noise_tile, paint
+from stores.sources.synthetic_texture import LOCAL_KINDS, Patch, noise, noise_tile, paint
 
 PRESET_CODE = {"indoor": 1, "outdoor": 2}
 VOID = 255
@@ -112,20 +112,28 @@ def render_scene(scene, preset: str, style: int, app, sen):
     albedo = np.zeros((H * W, 3), np.float32)
     emit = np.zeros(H * W, np.float32)
     hole_p = np.zeros(H * W, np.float32)
-    flat = {k: v.ravel() for k, v in (("s", s_co), ("t", t_co), ("ax", axis), ("pid", pid))}
+    dn = np.sqrt(dxf[None, :] ** 2 + dyf[None, :] ** 2 + dzf[:, None] ** 2)
+    cos_view = np.abs(nx * dxf[None, :] + ny * dyf[None, :] + nz * dzf[:, None]) / dn
+    # pixel footprint on the surface (m), for fading patterns finer than a few pixels (no aliasing)
+    foot = t0 * dn / (np.float32(min(cam.fx, cam.fy)) * np.maximum(cos_view, np.float32(0.15)))
+    flat = {k: v.ravel() for k, v in (("s", s_co), ("t", t_co), ("ax", axis), ("pid", pid), ("fp", foot))}
     for m, mat in enumerate(mat_list):
         idx = order[starts[m]:starts[m + 1]]
         if idx.size == 0:
             continue
         ax, pm = flat["ax"][idx], flat["pid"][idx]
         s, tt = flat["s"][idx], flat["t"][idx]
-        l0, h0 = lo[pm], hi[pm]
-        on_x, on_z = ax == 0, ax == 2
-        ls = s - np.where(on_x, l0[:, 1], l0[:, 0])
-        ws = np.where(on_x, h0[:, 1] - l0[:, 1], h0[:, 0] - l0[:, 0])
-        lt = tt - np.where(on_z, l0[:, 1], l0[:, 2])
-        wt = np.where(on_z, h0[:, 1] - l0[:, 1], h0[:, 2] - l0[:, 2])
-        a, e = paint(mat, dom, Patch(s, tt, ls, lt, ws, wt, ~on_z))
+        on_z = ax == 2
+        if mat.kind in LOCAL_KINDS:
+            l0, h0 = lo[pm], hi[pm]
+            on_x = ax == 0
+            ls = s - np.where(on_x, l0[:, 1], l0[:, 0])
+            ws = np.where(on_x, h0[:, 1] - l0[:, 1], h0[:, 0] - l0[:, 0])
+            lt = tt - np.where(on_z, l0[:, 1], l0[:, 2])
+            wt = np.where(on_z, h0[:, 1] - l0[:, 1], h0[:, 2] - l0[:, 2])
+        else:
+            ls = lt = ws = wt = None
+        a, e = paint(mat, dom, Patch(s, tt, ls, lt, ws, wt, ~on_z, flat["fp"][idx]))
         albedo[idx] = a
         if e is not None:
             emit[idx] = e
@@ -135,25 +143,27 @@ def render_scene(scene, preset: str, style: int, app, sen):
     sky = order[starts[len(mats)]:]
     albedo = albedo.reshape(H, W, 3)
 
-    # lighting
-    light = _lighting(scene, preset, dom, px, py, pz, nx, ny, nz, pid, axis, prims)
-    lin = albedo * light
-    emit = emit.reshape(H, W)
-    lin = lin + (albedo - lin) * emit[..., None]
-    if sky.size:
-        lin.reshape(-1, 3)[sky] = _sky(dom, cam, app, dzf)[sky]
+    # lighting, emission, sky; exposure and vignetting folded into one (H, W) gain
     vig = np.float32(1) - np.float32(0.25) * (((np.arange(W, dtype=np.float32) - W / 2) / W) ** 2)[None, :] \
         - np.float32(0.25) * (((np.arange(H, dtype=np.float32) - H / 2) / W) ** 2)[:, None]
-    x = lin * (np.float32(dom.exposure) * vig)[..., None]
+    gain = (np.float32(dom.exposure) * vig).ravel()
+    light = _lighting(scene, preset, dom, px, py, pz, nx, ny, nz, pid, axis, prims)
+    x = (albedo * light * gain.reshape(H, W)[..., None]).reshape(-1, 3)
+    e = np.flatnonzero(emit)
+    if e.size:
+        x[e] += (albedo.reshape(-1, 3)[e] * gain[e, None] - x[e]) * emit[e, None]
+    if sky.size:
+        x[sky] = _sky(dom, cam, app, dzf, sky) * gain[sky, None]
+    x = x.reshape(H, W, 3)
     x = np.sqrt(x / (np.float32(1) + np.float32(0.25) * x))           # soft shoulder, then gamma 2
-    x = x + np.float32(dom.noise) * (sen.random((H, W, 3), dtype=np.float32) - sen.random((H, W, 3), dtype=np.float32))
+    tri = sen.integers(0, 1 << 16, (H, W, 3), dtype=np.uint16)        # two random bytes -> triangular noise
+    tri = (tri >> 8).astype(np.float32) + (tri & 255).astype(np.float32) - np.float32(255)
+    x = x + np.float32(dom.noise / 255.0) * tri
     rgb = np.clip(x * np.float32(255) + np.float32(0.5), 0, 255).astype(np.uint8)
 
     # sensor
     hole_p = hole_p.reshape(H, W)
     if preset == "indoor":
-        dn = np.sqrt(dxf[None, :] ** 2 + dyf[None, :] ** 2 + dzf[:, None] ** 2)
-        cos_view = np.abs(nx * dxf[None, :] + ny * dyf[None, :] + nz * dzf[:, None]) / dn
         lum = albedo[..., 0] * 0.3 + albedo[..., 1] * 0.59 + albedo[..., 2] * 0.11
         valid = kinect_valid(depth, cos_view, lum, hole_p, cam.fx, sen)
     else:
@@ -191,13 +201,39 @@ def _lighting(scene, preset, dom, px, py, pz, nx, ny, nz, pid, axis, prims):
         floor = (pid >= 0) & (pid <= 4)
         occ = occ - np.float32(0.25) * np.maximum(ny * ny + nx * nx, 0) / (np.float32(1) + (pz / np.float32(0.5)) ** 2)
     up = np.maximum(nz, np.float32(0))
-    for x0, y0, x1, y1 in scene.footprints:
-        ddx = np.maximum(np.maximum(np.float32(x0) - px, px - np.float32(x1)), np.float32(0))
-        ddy = np.maximum(np.maximum(np.float32(y0) - py, py - np.float32(y1)), np.float32(0))
-        dd = ddx * ddx + ddy * ddy
-        occ = np.where(floor, occ * (np.float32(1) - np.float32(0.45) / (np.float32(1) + dd / np.float32(0.04))), occ)
+    fidx = np.flatnonzero(floor)
+    if scene.footprints and fidx.size:
+        occ = occ.copy()
+        occ.ravel()[fidx] *= _contact_shadow(scene.footprints, px.ravel()[fidx], py.ravel()[fidx])
     ambient = amb * (np.float32(0.75) + np.float32(0.25) * up)
     return (ambient[..., None] + key[..., None] * lc) * occ[..., None]
+
+
+def _contact_shadow(footprints, fx, fy, cell=0.08, reach=1.2):
+    """Soft darkening of the floor under and around objects: rasterised on a top-down grid of `cell`
+    metres (each footprint only within `reach`), then read bilinearly at the floor points."""
+    f = np.asarray(footprints, np.float64)
+    x0, y0 = f[:, 0].min() - reach, f[:, 1].min() - reach
+    nx_, ny_ = int((f[:, 2].max() + reach - x0) / cell) + 2, int((f[:, 3].max() + reach - y0) / cell) + 2
+    grid = np.ones((ny_, nx_), np.float32)
+    for a0, b0, a1, b1 in f:
+        i0, i1 = int((a0 - reach - x0) / cell), int((a1 + reach - x0) / cell) + 2
+        j0, j1 = int((b0 - reach - y0) / cell), int((b1 + reach - y0) / cell) + 2
+        gx = (np.float32(x0) + np.arange(i0, i1, dtype=np.float32) * np.float32(cell))[None, :]
+        gy = (np.float32(y0) + np.arange(j0, j1, dtype=np.float32) * np.float32(cell))[:, None]
+        ddx = np.maximum(np.maximum(np.float32(a0) - gx, gx - np.float32(a1)), np.float32(0))
+        ddy = np.maximum(np.maximum(np.float32(b0) - gy, gy - np.float32(b1)), np.float32(0))
+        grid[j0:j1, i0:i1] *= np.float32(1) - np.float32(0.45) / (np.float32(1) + (ddx * ddx + ddy * ddy) / np.float32(0.04))
+    u = np.clip((fx - np.float32(x0)) / np.float32(cell), 0, nx_ - 1.001)
+    v = np.clip((fy - np.float32(y0)) / np.float32(cell), 0, ny_ - 1.001)
+    iu, iv = np.floor(u), np.floor(v)
+    au, av = u - iu, v - iv
+    iu, iv = iu.astype(np.int64), iv.astype(np.int64)
+    g = grid.ravel()
+    k = iv * nx_ + iu
+    top = g[k] + (g[k + 1] - g[k]) * au
+    bot = g[k + nx_] + (g[k + nx_ + 1] - g[k + nx_]) * au
+    return top + (bot - top) * av
 
 
 def _street_shadow(scene, sun, px, py, pz, prims):
@@ -230,17 +266,17 @@ def _street_shadow(scene, sun, px, py, pz, prims):
     return np.where(shadow, np.float32(0.15), lit)
 
 
-def _sky(dom, cam, app, dzf):
-    """(H*W, 3) sky radiance: horizon-to-zenith gradient with clouds (drawn per frame)."""
-    H, W = cam.height, cam.width
+def _sky(dom, cam, app, dzf, idx):
+    """(n, 3) sky radiance at flat pixel indices idx: horizon-to-zenith gradient with clouds."""
+    W = cam.width
     over = float(app.random())
     zen = np.array([0.25, 0.42, 0.8], np.float32) * (1 - over) + np.float32(0.75 * over)
     hor = np.array([0.8, 0.85, 0.9], np.float32)
-    up = np.clip(dzf * np.float32(3.0), 0, 1)[:, None, None]
+    v, u = idx // W, idx % W
+    up = np.clip(dzf[v] * np.float32(3.0), 0, 1)[:, None]
     base = hor + (zen - hor) * up
-    tile = noise_tile(dom.style, 1)
-    v = np.arange(H, dtype=np.float32)[:, None] / np.float32(max(H, W)) * np.float32(60) + np.float32(app.random() * 50)
-    u = np.arange(W, dtype=np.float32)[None, :] / np.float32(max(H, W)) * np.float32(60)
-    cloud = np.clip((noise(tile, u + v * 0, v * 2.5) - np.float32(0.45)) * np.float32(2.5), 0, 1)[..., None]
-    out = base + (np.float32(0.95) - base) * cloud * np.float32(0.8)
-    return np.broadcast_to(out, (H, W, 3)).reshape(-1, 3)
+    scale = np.float32(60.0 / max(cam.height, W))
+    vv = v.astype(np.float32) * scale + np.float32(app.random() * 50)
+    uu = u.astype(np.float32) * scale
+    cloud = np.clip((noise(noise_tile(dom.style, 1), uu, vv * np.float32(2.5)) - np.float32(0.45)) * np.float32(2.5), 0, 1)
+    return base + (np.float32(0.95) - base) * (cloud * np.float32(0.8))[:, None]

@@ -29,7 +29,7 @@ def kinect_valid(depth, cos_view, lum, hole_p, fx: float, rng) -> np.ndarray:
     luminance; hole_p per-pixel material hole probability. -> (H, W) bool measured."""
     H, W = depth.shape
     cell = max(2, W // 80)
-    r_max = 4.5 + 3.0 * float(rng.random())
+    r_max = 5.5 + 3.0 * float(rng.random())
     ok = (depth > 0) & (depth < r_max)
     ok &= ~((depth > r_max - 0.8) & _blobs(rng, (H, W), cell, np.float32(0.4)))
     ok &= cos_view > 0.1 + 0.08 * rng.random((H, W), dtype=np.float32)

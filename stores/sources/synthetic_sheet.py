@@ -51,7 +51,7 @@ def main(argv=None) -> None:
     out = Path((argv or sys.argv[1:] or ["docs"])[0])
     out.mkdir(parents=True, exist_ok=True)
     contact_sheet("indoor", range(6), size=(240, 320), path=out / "contact_sheet_indoor.png")
-    contact_sheet("outdoor", range(6), size=(176, 608), path=out / "contact_sheet_outdoor.png")
+    contact_sheet("outdoor", range(5), size=(176, 608), path=out / "contact_sheet_outdoor.png")
 
 
 if __name__ == "__main__":

@@ -14,6 +14,8 @@ from functools import lru_cache
 import numpy as np
 
 N = 256      # noise tile side (periodic)
+# kinds that draw relative to their primitive's face (frames, drawers, window grids, lane lines)
+LOCAL_KINDS = {"panels", "glass", "mirror", "screen", "picture", "board", "paper", "cardboard", "asphalt", "facade"}
 
 
 @lru_cache(maxsize=32)
@@ -81,6 +83,11 @@ class Patch:
     ws: np.ndarray
     wt: np.ndarray
     vert: np.ndarray   # bool: on a vertical face
+    fp: np.ndarray     # pixel footprint on the surface (m)
+
+    def fade(self, period: float) -> np.ndarray:
+        """Contrast weight of a pattern with this period (m): 1 when >= 6 pixels, 0 when <= 2."""
+        return np.clip((np.float32(period) / self.fp - np.float32(2)) * np.float32(0.25), 0, 1)
 
 
 def _c(c) -> np.ndarray:
@@ -116,15 +123,18 @@ def paint(mat, dom, p: Patch):
         f = 0.93 + 0.12 * nz(2.0) + 0.05 * nz(30.0)
         out = _tint(c1, f)
     elif kind == "wallpaper":
-        m = np.clip((tri(s * 6) - 0.5) * 3 + 0.5, 0, 1) * 0.5
+        f = p.fade(1 / (6 * k))
+        m = (np.clip((tri(s * 6) - 0.5) * 3 + 0.5, 0, 1) * f + 0.5 * (1 - f)) * 0.5
         out = _mix(c1, c2, m) * (0.95 + 0.08 * nz(2.0))[:, None]
     elif kind == "bricks":
         row = np.floor(t / 0.075)
         x = s / 0.25 + 0.5 * (row.astype(np.int32) & 1)
         col = np.floor(x)
         mortar = ((x - col) < 0.04) | ((t / 0.075 - row) < 0.14)
-        tone = 0.75 + 0.4 * hash01(col, row, mat.seed) + 0.15 * nz(20.0)
-        out = np.where(mortar[:, None], _tint(c2, 0.9 + 0.1 * nz(40.0)), _tint(c1, tone))
+        f = p.fade(0.075 / k)
+        tone = 0.75 + f * 0.4 * hash01(col, row, mat.seed) + 0.15 * nz(20.0) + (1 - f) * 0.2
+        brick = _tint(c1, tone)
+        out = np.where(mortar[:, None], brick + (_tint(c2, 0.9 + 0.1 * nz(40.0)) - brick) * f[:, None], brick)
     elif kind == "planks":
         w, length = 0.14, 1.3
         row = np.floor(t / w)
@@ -134,7 +144,7 @@ def paint(mat, dom, p: Patch):
         g = tri(t * 30 + 3 * nz(0.7, 5.0))
         base = _mix(c1, c2, 0.5 * hash01(row, col, mat.seed + 1)) * (tone * (0.82 + 0.22 * g))[:, None]
         gap = ((t / w - row) < 0.05) | ((x / length - col) < 0.008)
-        out = np.where(gap[:, None], base * 0.45, base)
+        out = np.where(gap[:, None], base * (1 - 0.55 * p.fade(0.1 / k))[:, None], base)
     elif kind == "wood":
         g = tri(t * 16 + 4 * nz(0.9, 6.0))
         out = _tint(c1, 0.7 + 0.3 * g * g + 0.08 * nz(25.0))
@@ -145,7 +155,8 @@ def paint(mat, dom, p: Patch):
         fu, fv = u - iu, v - iv
         grout = np.minimum(np.minimum(fu, 1 - fu), np.minimum(fv, 1 - fv)) < 0.035
         base = _tint(c1, 0.88 + 0.2 * hash01(iu, iv, mat.seed) + 0.06 * nz(8.0))
-        out = np.where(grout[:, None], _tint(c2, 0.9 + 0.2 * nz(30.0)) * 0.6 + 0.15, base)
+        g = _tint(c2, 0.9 + 0.2 * nz(30.0)) * 0.6 + 0.15
+        out = np.where(grout[:, None], base + (g - base) * p.fade(0.15 / k)[:, None], base)
     elif kind == "carpet":
         m = nz(60.0)
         out = _mix(c1, c2, 0.18 * nz(3.0)) * (0.68 + 0.6 * m * m)[:, None]
@@ -185,14 +196,16 @@ def paint(mat, dom, p: Patch):
         h1, h2, h3 = hash01(b, 1, mat.seed), hash01(b, 2, mat.seed), hash01(b, 3, mat.seed)
         col = _mix(c1, c2, h1) * (0.45 + 0.8 * h2)[:, None]
         col = np.where((h3 > 0.7)[:, None], _mix((0.75, 0.72, 0.65), c2, h2), col)
-        out = np.where(((x - b) < 0.1)[:, None] | ~p.vert[:, None], col * 0.35, col)
+        dark = np.where(p.vert, 0.65 * p.fade(0.032 / k), 0.65)
+        out = np.where(((x - b) < 0.1)[:, None] | ~p.vert[:, None], col * (1 - dark)[:, None], col)
     elif kind == "picture":
         frame = _border(p, 0.035)
         m1, m2 = noise(tile, p.ls * 3 + 50, p.lt * 3), noise(tile, p.ls * 4 + 90, p.lt * 4 + 30)
         art = _mix(c1, c2, m1) * (0.4 + 1.0 * m2)[:, None]
         out = np.where(frame[:, None], _tint((0.25, 0.18, 0.12), 1 + nz(15.0)), art)
     elif kind == "blinds":
-        out = _tint(c1, 0.7 + 0.3 * tri(t * 20) + 0.04 * nz(30.0))
+        f = p.fade(0.05 / k)
+        out = _tint(c1, 0.7 + 0.3 * (tri(t * 20) * f + 0.5 * (1 - f)) + 0.04 * nz(30.0))
     elif kind == "curtain":
         out = _mix(c1, c2, 0.1 * nz(3.0)) * (0.62 + 0.38 * tri(s * 7 + 0.5 * nz(0.5)) + 0.05 * nz(60.0))[:, None]
     elif kind == "board":
