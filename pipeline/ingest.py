@@ -26,6 +26,7 @@ class IngestResult:
 
 def open_or_create(store_path, *, classes: list[dict], frame_size, name: str | None = None) -> FrameStore:
     """Open an existing store (checking its class list), or create one with these classes and size."""
+    check_store_path(store_path)
     if FrameStore.exists(store_path):
         store = FrameStore.open(store_path)
         if [c["name"] for c in store.classes] != [c["name"] for c in classes]:
@@ -33,10 +34,15 @@ def open_or_create(store_path, *, classes: list[dict], frame_size, name: str | N
                              f"({store.classes[0]['name']}, ...), this source has {len(classes)} "
                              f"({classes[0]['name']}, ...)")
         return store
-    if Path(store_path).exists() and any(Path(store_path).iterdir()):
-        raise StoreError(f"{store_path}: not a mtdistill store (no icechunk repository there)")
     return FrameStore.create(store_path, name=name or Path(store_path).stem, classes=classes,
                              frame_size=frame_size)
+
+
+def check_store_path(store_path) -> None:
+    """Fail before reading any source if the path is neither a store nor free for a new one."""
+    p = Path(store_path)
+    if p.exists() and not FrameStore.exists(p) and (not p.is_dir() or any(p.iterdir())):
+        raise StoreError(f"{store_path}: not a mtdistill store (no icechunk repository there)")
 
 
 def run_ingest(store: FrameStore, frames: Iterable[Frame], *, kind: str, source: dict,
