@@ -14,8 +14,11 @@ as configured); `unlabeled` frames carry none.
 """
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterator, Mapping
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from multiprocessing import get_context
 
 import numpy as np
 
@@ -204,11 +207,23 @@ def make_frame(config: SyntheticConfig, index: int) -> Frame:
                  depth=(sensor if config.sensor else clean) if has_depth else None)
 
 
-def iter_frames(config: SyntheticConfig, start: int = 0) -> Iterator[Frame]:
-    """Frames start .. config.frames - 1, in index order (resume with start=)."""
-    start = _parse_int("start", start)
-    for index in range(start, config.frames):
-        yield make_frame(config, index)
+def iter_frames(config: SyntheticConfig, start: int = 0, workers: int = 1) -> Iterator[Frame]:
+    """Frames start .. config.frames - 1, in index order (resume with start=). workers > 1 renders in
+    that many processes (same bytes, same order; at most 2 * workers frames in flight)."""
+    start, workers = _parse_int("start", start), _parse_int("workers", workers, lo=1)
+    indices = range(start, config.frames)
+    if workers == 1 or len(indices) < 2:
+        for index in indices:
+            yield make_frame(config, index)
+        return
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+        pending = deque()
+        for index in indices:
+            pending.append(pool.submit(make_frame, config, index))
+            if len(pending) >= 2 * workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
 def contact_sheet(*args, **kwargs):

@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass, field
 
 from stores.classes import NYUD40
-from stores.sources.synthetic_furniture import FURNITURE, ROOMS, box
+from stores.sources.synthetic_furniture import FURNITURE, ROOMS
 from stores.sources.synthetic_raycast import BOX, CYL, ELL, FACE, ROOM, Camera, Prim
 
 CLS = {c["name"]: c["id"] for c in NYUD40}
@@ -85,9 +85,8 @@ def indoor_scene(r, size, intrinsics, max_depth=10.0) -> Scene:
     kind = ROOM_TYPES[int(r.choice(len(ROOM_TYPES), p=ROOM_WEIGHTS))]
     if kind == "bathroom":
         W, D = 0.55 * W + 0.6, 0.55 * D + 0.6
-    walls_role = "wall"
-    prims = [Prim(ROOM, (0.0, 0.0, 0.0), (W, D, H), CLS["wall"], walls_role, 0)]
-    prims += [Prim(FACE, (), (), CLS["wall"], walls_role, 0 if r.random() < 0.85 else 1) for _ in range(3)]
+    prims = [Prim(ROOM, (0.0, 0.0, 0.0), (W, D, H), CLS["wall"], "wall", 0)]     # + 5 faces: see Prim
+    prims += [Prim(FACE, (), (), CLS["wall"], "wall", 0 if r.random() < 0.85 else 1) for _ in range(3)]
     prims += [Prim(FACE, (), (), CLS["floor"], "floor", 2), Prim(FACE, (), (), CLS["ceiling"], "ceiling", 3)]
     gid = 4
     # camera: by a wall or in a corner, looking across the room at a point on the far side
@@ -119,7 +118,8 @@ def indoor_scene(r, size, intrinsics, max_depth=10.0) -> Scene:
                 w, z0 = 0.7 + 1.3 * r.random(), 0.7 + 0.3 * r.random()
                 z1 = min(H - 0.15, z0 + 1.0 + 0.6 * r.random())
             u0 = 0.2 + (lens[wall] - w - 0.4) * r.random()
-            if u0 < 0.1 or any(u0 < b[1] + 0.2 and b[0] < u0 + w + 0.2 for b in wall_used[wall]):
+            if u0 < 0.1 or u0 + w > lens[wall] - 0.1 or \
+                    any(u0 < b[1] + 0.2 and b[0] < u0 + w + 0.2 for b in wall_used[wall]):
                 continue
             wall_used[wall].append((u0, u0 + w, z0, z1))
             lo, hi = _wall_box(wall, u0, u0 + w, z0, z1, 0.03, W, D)
@@ -231,5 +231,3 @@ def _dressing(r, wall, u0, w, z0, z1, H, W, D, prims, gid, wall_used):
         gid += 1
     return gid
 
-
-__all__ = ["Scene", "indoor_scene", "CLS", "box"]
