@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import click
 
-from pipeline import cli_ingest, cli_store
+from pipeline import cli_ingest, cli_store, cli_train
 from pipeline.cli_util import echo_json, user_errors
 
 
@@ -33,6 +33,8 @@ for _cmd in (cli_store.show, cli_store.log, cli_store.tag, cli_store.diff, cli_s
 # ---- teachers and labeling ----------------------------------------------------------------------
 
 # ---- student: train, evaluate, predict, export, bench -------------------------------------------
+cli.add_command(cli_train.train)
+cli.add_command(cli_train.evaluate)
 
 @cli.command("export")
 @click.argument("checkpoint", type=click.Path(dir_okay=False))
@@ -70,7 +72,8 @@ def bench(checkpoint, classes, size, batch, device, threads, iters, as_json):
     Example:
       mtdistill bench --size 640x480 --batch 1 --device cpu --threads 2
     """
-    from pipeline.bench import bench_student, format_table, parse_size
+    from pipeline.bench import bench_student, format_table
+    from pipeline.cli_util import parse_size
 
     result = bench_student(classes, size=parse_size(size), batch=batch, device=device, threads=threads,
                            checkpoint=checkpoint, iters=iters)

@@ -15,7 +15,7 @@ from stores.repo import FrameStore, base_metadata
 from stores.sources.base import Frame, SkipLog
 
 
-@dataclass(frozen=True)
+@dataclass
 class IngestResult:
     snapshot_id: str | None
     added: int

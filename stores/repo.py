@@ -172,17 +172,19 @@ class FrameStore:
         return out
 
     def tags(self) -> dict[str, str]:
-        return {t: self.repo.lookup_tag(t) for t in sorted(self.repo.list_tags())}
+        return {_tag_name(t): self.repo.lookup_tag(t) for t in sorted(self.repo.list_tags())}
 
     def branches(self) -> dict[str, str]:
         return {b: self.repo.lookup_branch(b) for b in sorted(self.repo.list_branches())}
 
     def tag(self, name: str, ref: str | None = None) -> str:
         sid = self.resolve(ref or self.ref)
+        if not name or name.strip() != name:
+            raise StoreError(f"tag name {name!r}: must be non-empty, without surrounding spaces")
         with commit_lock(self.path):
-            if name in self.repo.list_tags():
+            if _tag_ref(name) in self.repo.list_tags():
                 raise StoreError(f"{self.path}: tag {name!r} already exists")
-            self.repo.create_tag(name, sid)
+            self.repo.create_tag(_tag_ref(name), sid)
         return sid
 
     def reset(self, branch: str, ref: str) -> tuple[str, str]:
@@ -223,9 +225,18 @@ def resolve_ref(repo: ic.Repository, ref: str, path) -> str:
     """A branch name, tag name or snapshot id -> snapshot id; StoreError naming the ref otherwise."""
     if ref in repo.list_branches():
         return repo.lookup_branch(ref)
-    if ref in repo.list_tags():
-        return repo.lookup_tag(ref)
+    if _tag_ref(ref) in repo.list_tags():
+        return repo.lookup_tag(_tag_ref(ref))
     try:
         return repo.lookup_snapshot(ref).id
     except Exception:
         raise StoreError(f"{path}: no branch, tag or snapshot named {ref!r}") from None
+
+
+def _tag_ref(name: str) -> str:
+    """icechunk refuses '/' in ref names; tags like train/<run> are stored %-escaped."""
+    return name.replace("%", "%25").replace("/", "%2F")
+
+
+def _tag_name(ref: str) -> str:
+    return ref.replace("%2F", "/").replace("%25", "%")
