@@ -28,17 +28,6 @@ from stores.errors import UserError
 from student.model import build_student, count_parameters
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    """"640x480" (width x height, as on the command line) -> (480, 640) = (H, W); both >= 64."""
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise UserError(f"size {text!r}: expected WIDTHxHEIGHT, e.g. 640x480") from None
-    if min(w, h) < 64:
-        raise UserError(f"size {text!r}: width and height must be at least 64")
-    return h, w
-
-
 def count_macs(model: nn.Module, size: tuple[int, int], in_channels: int = 3) -> int:
     """Multiply-adds of one forward pass on a (1, in_channels, H, W) input, (H, W) = size, counting conv
     and linear layers (run on the meta device: no memory, no time)."""
@@ -62,8 +51,9 @@ def count_macs(model: nn.Module, size: tuple[int, int], in_channels: int = 3) ->
 
 
 def load_student(checkpoint: str | Path) -> nn.Module:
-    """Student from a training checkpoint ({"config": {"num_classes"...}, "model": state dict}) or a bare
-    state dict; loaded with weights_only=True, num_classes read from the config or the segm head."""
+    """Student from a training checkpoint ({"arch": {"name": "student", "num_classes"}, "config", "model"})
+    or a bare state dict, loaded with weights_only=True. num_classes comes from "arch", else "config",
+    else the segmentation head's shape."""
     path = Path(checkpoint)
     if not path.is_file():
         raise UserError(f"checkpoint {path}: file not found")
@@ -71,12 +61,16 @@ def load_student(checkpoint: str | Path) -> nn.Module:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unreadable file is the user's file
         raise UserError(f"checkpoint {path}: cannot read with weights_only=True ({type(e).__name__})") from None
-    state = ckpt.get("model", ckpt) if isinstance(ckpt, dict) else None
+    ckpt = ckpt if isinstance(ckpt, dict) else {}
+    arch = ckpt.get("arch") if isinstance(ckpt.get("arch"), dict) else {}
+    if arch.get("name", "student") != "student":
+        raise UserError(f"checkpoint {path}: holds a {arch['name']!r} network, not the student")
+    state = ckpt.get("model", ckpt)
     head = "heads.segm.2.weight"
     if not isinstance(state, dict) or head not in state:
         raise UserError(f"checkpoint {path}: no student state dict (expected key 'model' with {head!r})")
     config = ckpt.get("config") if isinstance(ckpt.get("config"), dict) else {}
-    num_classes = int(config.get("num_classes", state[head].shape[0]))
+    num_classes = int(arch.get("num_classes", config.get("num_classes", state[head].shape[0])))
     model = build_student(num_classes)
     try:
         model.load_state_dict(state)
@@ -148,6 +142,8 @@ def bench_student(num_classes: int = 40, size: tuple[int, int] = (480, 640), bat
     {name: {"median_ms", "p90_ms", "mean_ms", "std_ms", "images_per_s", "segm_agreement",
     "depth_max_diff", "depth_mean_diff"}}, "fastest", "fastest_vs_channels_last"}.
     """
+    if min(size) < 64:
+        raise UserError(f"size {size[1]}x{size[0]}: width and height must be at least 64")
     if device not in ("cpu", "cuda"):
         raise UserError(f"device must be 'cpu' or 'cuda', got {device!r}")
     if device == "cuda" and not torch.cuda.is_available():
