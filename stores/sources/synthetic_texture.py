@@ -49,11 +49,13 @@ def noise(tile: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Bilinear lookup of a tile at float32 coordinates in tile pixels (wraps)."""
     xf, yf = np.floor(x), np.floor(y)
     fx, fy = x - xf, y - yf
-    xi, yi = xf.astype(np.int32) & (N - 1), yf.astype(np.int32) & (N - 1)
-    x1, y1 = (xi + 1) & (N - 1), (yi + 1) & (N - 1)
-    r0, r1 = yi * N, y1 * N
-    top = tile[r0 + xi] + (tile[r0 + x1] - tile[r0 + xi]) * fx
-    bot = tile[r1 + xi] + (tile[r1 + x1] - tile[r1 + xi]) * fx
+    xi = xf.astype(np.int32) & (N - 1)
+    yi = (yf.astype(np.int32) & (N - 1)) * N
+    x1 = (xi + 1) & (N - 1)
+    y1 = (yi + N) & (N * N - 1)
+    a, b, c, d = tile.take(yi | xi), tile.take(yi | x1), tile.take(y1 | xi), tile.take(y1 | x1)
+    top = a + (b - a) * fx
+    bot = c + (d - c) * fx
     return top + (bot - top) * fy
 
 
@@ -232,7 +234,7 @@ def paint(mat, dom, p: Patch):
         out = _facade(mat, p, nz)
     else:
         raise KeyError(f"unknown texture kind {kind!r}")
-    return out.astype(np.float32), emit
+    return out.astype(np.float32, copy=False), emit
 
 
 def _facade(mat, p: Patch, nz):
