@@ -11,7 +11,6 @@ output's 1/4 resolution), depth max / mean absolute difference (metres).
 """
 from __future__ import annotations
 
-import contextlib
 import copy
 import tempfile
 import time
