@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -179,8 +180,8 @@ class FrameStore:
 
     def tag(self, name: str, ref: str | None = None) -> str:
         sid = self.resolve(ref or self.ref)
-        if not name or name.strip() != name:
-            raise StoreError(f"tag name {name!r}: must be non-empty, without surrounding spaces")
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._@/-]*", name):
+            raise StoreError(f"tag name {name!r}: use letters, digits and . _ @ / - (not first)")
         with commit_lock(self.path):
             if _tag_ref(name) in self.repo.list_tags():
                 raise StoreError(f"{self.path}: tag {name!r} already exists")
@@ -234,9 +235,10 @@ def resolve_ref(repo: ic.Repository, ref: str, path) -> str:
 
 
 def _tag_ref(name: str) -> str:
-    """icechunk refuses '/' in ref names; tags like train/<run> are stored %-escaped."""
-    return name.replace("%", "%25").replace("/", "%2F")
+    """icechunk refuses '/' in ref names (and lists %-escaped ones wrongly): train/<run> is stored as
+    train:<run>; tag names cannot contain ':' themselves."""
+    return name.replace("/", ":")
 
 
 def _tag_name(ref: str) -> str:
-    return ref.replace("%2F", "/").replace("%25", "%")
+    return ref.replace(":", "/")

@@ -115,6 +115,10 @@ def test_versions_tag_diff_reset(store):
     store.tag("v1")
     with pytest.raises(StoreError, match="already exists"):
         store.tag("v1")
+    store.tag("train/run-1")
+    assert store.tags()["train/run-1"] == first and FrameStore.open(store.path, "train/run-1").num_frames == 20
+    with pytest.raises(StoreError, match="tag name 'a:b'"):
+        store.tag("a:b")
     ingest(store, random_frames(3, seed=7), message="three more")
     s = store.reopen()
     assert [e["message"] for e in s.log(limit=2)] == ["three more", "ingest test"]
