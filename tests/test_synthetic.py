@@ -189,7 +189,8 @@ def test_frames_carry_annotations_as_assigned():
         split, has_segm, has_depth = assignment(cfg, i)
         assert f.split == split
         assert (f.segm is not None) == has_segm and (f.depth is not None) == has_depth
-    clean = SyntheticConfig(frames=3, size=SIZE, seed=5, depth_fraction=1.0, sensor=False, splits=(1, 0, 0, 0))
+    clean = SyntheticConfig(frames=3, size=SIZE, seed=5, depth_fraction=1.0, sensor=False,
+                            splits=(1, 0, 0, 0))
     f = next(iter_frames(clean, start=2))
     np.testing.assert_array_equal(f.depth, render_frame("indoor", 2, seed=5, size=SIZE)[2])
 
@@ -207,7 +208,8 @@ def test_style_repaints_without_moving_anything(preset):
 
 @pytest.mark.parametrize("kwargs,word", [
     ({"preset": "mars"}, "mars"), ({"segm_fraction": 1.5}, "1.5"), ({"depth_fraction": -0.1}, "-0.1"),
-    ({"segm_fraction": {"test": 0.5}}, "test"), ({"size": (8, 64)}, "(8, 64)"), ({"size": (48.5, 64)}, "48.5"),
+    ({"segm_fraction": {"test": 0.5}}, "test"), ({"size": (8, 64)}, "(8, 64)"),
+    ({"size": (48.5, 64)}, "48.5"),
     ({"splits": (0.5, 0.5, 0.5, 0.0)}, "sum"), ({"frames": -1}, "-1"), ({"style": "b"}, "'b'"),
     ({"splits": {"holdout": 1.0}}, "holdout"),
 ])
@@ -224,7 +226,8 @@ def test_render_frame_validates_too():
 
 
 def test_a_tiny_cnn_learns_indoor_segmentation():
-    """Learnability: a few conv layers trained for 200 steps clearly beat the majority class on held-out frames."""
+    """Learnability: a few conv layers trained for 200 steps clearly beat the majority class on held-out
+    frames."""
     torch = pytest.importorskip("torch")
     from torch import nn
 
@@ -246,7 +249,8 @@ def test_a_tiny_cnn_learns_indoor_segmentation():
             def block(i, o, s=1):
                 return nn.Sequential(nn.Conv2d(i, o, 3, s, 1), nn.BatchNorm2d(o), nn.ReLU())
             self.enc = nn.Sequential(block(4, 24), block(24, 32, 2), block(32, 48, 2), block(48, 48))
-            self.dec = nn.Sequential(nn.Upsample(scale_factor=4, mode="bilinear"), block(48 + 4, 32), nn.Conv2d(32, c, 1))
+            self.dec = nn.Sequential(nn.Upsample(scale_factor=4, mode="bilinear"), block(48 + 4, 32),
+                                     nn.Conv2d(32, c, 1))
 
         def forward(self, x):
             x = torch.cat([x, ramp.expand(x.shape[0], -1, -1, -1)], 1)       # row position channel

@@ -8,6 +8,8 @@ b = (z0, z1)), "ell" (a = centre, b = radii). Classes are NYUDv2-40 names.
 """
 from __future__ import annotations
 
+from functools import partial
+
 
 def box(lo, hi, cls, role, part=None):
     return ("box", tuple(lo), tuple(hi), cls, role, part or role)
@@ -35,18 +37,21 @@ def props_on(r, x0, y0, x1, y1, z, n):
         k = r.random()
         p = f"prop{i}"
         if k < 0.25:
-            out.append(cyl(x, y, 0.03 + 0.04 * r.random(), z, z + 0.1 + 0.25 * r.random(), "otherprop", "prop", p))
+            rad = 0.03 + 0.04 * r.random()
+            out.append(cyl(x, y, rad, z, z + 0.1 + 0.25 * r.random(), "otherprop", "prop", p))
         elif k < 0.45:
             w, d = 0.15 + 0.2 * r.random(), 0.12 + 0.15 * r.random()
             out.append(box((x - w / 2, y - d / 2, z), (x + w / 2, y + d / 2, z + 0.03 + 0.1 * r.random()),
                            "books", "books", p))
         elif k < 0.6:
             s = 0.15 + 0.2 * r.random()
-            out.append(box((x - s / 2, y - s / 2, z), (x + s / 2, y + s / 2, z + s * 0.8), "box", "cardboard", p))
+            out.append(box((x - s / 2, y - s / 2, z), (x + s / 2, y + s / 2, z + s * 0.8),
+                           "box", "cardboard", p))
         elif k < 0.75:
             out.append(box((x - 0.11, y - 0.15, z), (x + 0.11, y + 0.15, z + 0.005), "paper", "paper", p))
         elif k < 0.88:
-            out += [cyl(x, y, 0.07, z, z + 0.03, "lamp", "metal", p), cyl(x, y, 0.012, z, z + 0.35, "lamp", "metal", p),
+            out += [cyl(x, y, 0.07, z, z + 0.03, "lamp", "metal", p),
+                    cyl(x, y, 0.012, z, z + 0.35, "lamp", "metal", p),
                     cyl(x, y, 0.13, z + 0.3, z + 0.5, "lamp", "shade", p + "s")]
         else:
             out.append(ell((x, y, z + 0.06), (0.12, 0.1, 0.06), "bag", "fabric", p))
@@ -67,8 +72,10 @@ def desk(r, w, d, h):
     if r.random() < 0.7:
         mw = 0.45 + 0.2 * r.random()
         x = 0.2 + (w - mw - 0.4) * r.random()
-        out += [box((x + mw / 2 - 0.1, d - 0.3, h), (x + mw / 2 + 0.1, d - 0.15, h + 0.12), "television", "metal", "mon"),
-                box((x, d - 0.25, h + 0.1), (x + mw, d - 0.2, h + 0.1 + mw * 0.6), "television", "screen", "mon")]
+        c = x + mw / 2
+        out += [box((c - 0.1, d - 0.3, h), (c + 0.1, d - 0.15, h + 0.12), "television", "metal", "mon"),
+                box((x, d - 0.25, h + 0.1), (x + mw, d - 0.2, h + 0.1 + mw * 0.6),
+                    "television", "screen", "mon")]
     return out + props_on(r, 0, 0, w, d * 0.6, h, int(r.integers(1, 4)))
 
 
@@ -108,7 +115,8 @@ def bed(r, w, d, h):
 
 
 def cabinet(r, w, d, h, cls="cabinet"):
-    out = [box((0, 0, 0.05), (w, d, h), cls, "cabinet", "body"), box((0.03, 0.03, 0), (w - 0.03, d, 0.05), cls, "wood", "base")]
+    out = [box((0, 0, 0.05), (w, d, h), cls, "cabinet", "body"),
+           box((0.03, 0.03, 0), (w - 0.03, d, 0.05), cls, "wood", "base")]
     if h < 1.2 and r.random() < 0.6:
         out += props_on(r, 0, 0, w, d, h, int(r.integers(1, 3)))
     return out
@@ -121,8 +129,9 @@ def nightstand(r, w, d, h):
 
 def bookshelf(r, w, d, h, cls="bookshelf"):
     t = 0.025
-    out = [box((0, 0, 0), (t, d, h), cls, "wood", "frame"), box((w - t, 0, 0), (w, d, h), cls, "wood", "frame"),
-           box((0, d - 0.01, 0), (w, d, h), cls, "wood", "frame"), box((0, 0, h - t), (w, d, h), cls, "wood", "frame")]
+    sides = (((0, 0, 0), (t, d, h)), ((w - t, 0, 0), (w, d, h)),             # left, right
+             ((0, d - 0.01, 0), (w, d, h)), ((0, 0, h - t), (w, d, h)))       # back, top
+    out = [box(lo, hi, cls, "wood", "frame") for lo, hi in sides]
     z = 0.0
     gap = 0.28 + 0.1 * r.random()
     i = 0
@@ -133,12 +142,15 @@ def bookshelf(r, w, d, h, cls="bookshelf"):
             seg = min(w - t - x, 0.15 + 0.5 * r.random())
             k = r.random()
             if k < 0.65:
-                out.append(box((x, 0.02 + 0.05 * r.random(), z + t), (x + seg, d - 0.02, z + t + gap * (0.6 + 0.3 * r.random())),
+                front = 0.02 + 0.05 * r.random()
+                out.append(box((x, front, z + t), (x + seg, d - 0.02, z + t + gap * (0.6 + 0.3 * r.random())),
                                "books", "books", f"books{i % 2}"))
             elif k < 0.8:
-                out.append(box((x + 0.02, 0.04, z + t), (x + seg - 0.02, d - 0.03, z + t + gap * 0.7), "box", "cardboard", f"b{i}"))
+                out.append(box((x + 0.02, 0.04, z + t), (x + seg - 0.02, d - 0.03, z + t + gap * 0.7),
+                               "box", "cardboard", f"b{i}"))
             elif k < 0.9:
-                out.append(cyl(x + seg / 2, d / 2, min(0.05, seg / 3), z + t, z + t + gap * 0.6, "otherprop", "prop", f"p{i}"))
+                out.append(cyl(x + seg / 2, d / 2, min(0.05, seg / 3), z + t, z + t + gap * 0.6,
+                               "otherprop", "prop", f"p{i}"))
             x += seg + 0.02
             i += 1
         z += gap
@@ -147,7 +159,8 @@ def bookshelf(r, w, d, h, cls="bookshelf"):
 
 def lamp(r, w, d, h):
     x, y = w / 2, d / 2
-    return [cyl(x, y, 0.14, 0, 0.03, "lamp", "metal", "base"), cyl(x, y, 0.016, 0, h - 0.2, "lamp", "metal", "base"),
+    return [cyl(x, y, 0.14, 0, 0.03, "lamp", "metal", "base"),
+            cyl(x, y, 0.016, 0, h - 0.2, "lamp", "metal", "base"),
             cyl(x, y, 0.2, h - 0.35, h, "lamp", "shade", "shade")]
 
 
@@ -155,8 +168,10 @@ def tv_stand(r, w, d, h):
     tw = min(w - 0.1, 0.9 + 0.6 * r.random())
     x = (w - tw) / 2
     return [box((0, 0, 0), (w, d, h), "otherfurniture" if r.random() < 0.5 else "cabinet", "cabinet", "body"),
-            box((w / 2 - 0.15, d / 2 - 0.1, h), (w / 2 + 0.15, d / 2 + 0.1, h + 0.05), "television", "metal", "tv"),
-            box((x, d / 2 - 0.04, h + 0.05), (x + tw, d / 2 + 0.04, h + 0.05 + tw * 0.58), "television", "screen", "tv")]
+            box((w / 2 - 0.15, d / 2 - 0.1, h), (w / 2 + 0.15, d / 2 + 0.1, h + 0.05),
+                "television", "metal", "tv"),
+            box((x, d / 2 - 0.04, h + 0.05), (x + tw, d / 2 + 0.04, h + 0.05 + tw * 0.58),
+                "television", "screen", "tv")]
 
 
 def kitchen(r, w, d, h):
@@ -228,10 +243,10 @@ FURNITURE = {
     "sofa": (sofa, (1.6, 2.4), (0.8, 0.95), (0.8, 0.95), True),
     "bed": (bed, (1.0, 1.8), (1.9, 2.1), (0.9, 1.2), True),
     "cabinet": (cabinet, (0.6, 1.4), (0.4, 0.6), (0.8, 2.0), True),
-    "dresser": (lambda r, w, d, h: cabinet(r, w, d, h, "dresser"), (0.8, 1.5), (0.45, 0.55), (0.75, 1.1), True),
+    "dresser": (partial(cabinet, cls="dresser"), (0.8, 1.5), (0.45, 0.55), (0.75, 1.1), True),
     "night stand": (nightstand, (0.4, 0.55), (0.35, 0.45), (0.5, 0.65), True),
     "bookshelf": (bookshelf, (0.6, 1.4), (0.28, 0.38), (1.2, 2.1), True),
-    "shelves": (lambda r, w, d, h: bookshelf(r, w, d, h, "shelves"), (0.6, 1.2), (0.25, 0.35), (0.7, 1.1), True),
+    "shelves": (partial(bookshelf, cls="shelves"), (0.6, 1.2), (0.25, 0.35), (0.7, 1.1), True),
     "lamp": (lamp, (0.4, 0.4), (0.4, 0.4), (1.3, 1.7), False),
     "tv stand": (tv_stand, (1.0, 1.8), (0.4, 0.5), (0.45, 0.6), True),
     "kitchen": (kitchen, (1.6, 3.2), (0.6, 0.65), (2.2, 2.2), True),
@@ -248,18 +263,22 @@ FURNITURE = {
 
 # room type -> [(furniture name, probability, max count)]
 ROOMS = {
-    "bedroom": [("bed", 1.0, 1), ("night stand", 0.85, 2), ("dresser", 0.6, 1), ("lamp", 0.5, 1), ("rug", 0.4, 1),
-                ("cabinet", 0.5, 2), ("bag", 0.5, 2), ("boxes", 0.4, 2), ("desk", 0.35, 1), ("chair", 0.5, 1),
-                ("shelves", 0.35, 1), ("bookshelf", 0.3, 1), ("ottoman", 0.2, 1)],
+    "bedroom": [("bed", 1.0, 1), ("night stand", 0.85, 2), ("dresser", 0.6, 1), ("lamp", 0.5, 1),
+                ("rug", 0.4, 1), ("cabinet", 0.5, 2), ("bag", 0.5, 2), ("boxes", 0.4, 2), ("desk", 0.35, 1),
+                ("chair", 0.5, 1), ("shelves", 0.35, 1), ("bookshelf", 0.3, 1), ("ottoman", 0.2, 1)],
     "living": [("sofa", 1.0, 2), ("coffee table", 0.8, 1), ("tv stand", 0.7, 1), ("lamp", 0.6, 2),
-               ("bookshelf", 0.6, 2), ("rug", 0.5, 1), ("ottoman", 0.4, 2), ("chair", 0.5, 2), ("person", 0.12, 1),
-               ("cabinet", 0.4, 2), ("table", 0.3, 1), ("boxes", 0.3, 2), ("bag", 0.3, 1), ("shelves", 0.3, 1)],
-    "office": [("desk", 1.0, 3), ("chair", 0.9, 3), ("bookshelf", 0.7, 2), ("cabinet", 0.7, 2), ("boxes", 0.6, 3),
-               ("shelves", 0.5, 2), ("bag", 0.4, 2), ("lamp", 0.3, 1), ("person", 0.15, 1), ("table", 0.3, 1)],
-    "kitchen": [("kitchen", 1.0, 2), ("fridge", 0.8, 1), ("table", 0.7, 1), ("chair", 0.8, 4), ("cabinet", 0.5, 2),
-                ("boxes", 0.3, 2), ("bag", 0.2, 1), ("person", 0.1, 1), ("shelves", 0.3, 1)],
-    "dining": [("table", 1.0, 1), ("chair", 1.0, 6), ("cabinet", 0.7, 2), ("dresser", 0.4, 1), ("lamp", 0.4, 1),
-               ("rug", 0.4, 1), ("bookshelf", 0.4, 1), ("boxes", 0.2, 1), ("shelves", 0.3, 1)],
-    "bathroom": [("toilet", 1.0, 1), ("vanity", 1.0, 1), ("bathtub", 0.7, 1), ("cabinet", 0.4, 1), ("bag", 0.3, 1),
-                 ("shelves", 0.3, 1)],
+               ("bookshelf", 0.6, 2), ("rug", 0.5, 1), ("ottoman", 0.4, 2), ("chair", 0.5, 2),
+               ("person", 0.12, 1), ("cabinet", 0.4, 2), ("table", 0.3, 1), ("boxes", 0.3, 2),
+               ("bag", 0.3, 1), ("shelves", 0.3, 1)],
+    "office": [("desk", 1.0, 3), ("chair", 0.9, 3), ("bookshelf", 0.7, 2), ("cabinet", 0.7, 2),
+               ("boxes", 0.6, 3), ("shelves", 0.5, 2), ("bag", 0.4, 2), ("lamp", 0.3, 1), ("person", 0.15, 1),
+               ("table", 0.3, 1)],
+    "kitchen": [("kitchen", 1.0, 2), ("fridge", 0.8, 1), ("table", 0.7, 1), ("chair", 0.8, 4),
+                ("cabinet", 0.5, 2), ("boxes", 0.3, 2), ("bag", 0.2, 1), ("person", 0.1, 1),
+                ("shelves", 0.3, 1)],
+    "dining": [("table", 1.0, 1), ("chair", 1.0, 6), ("cabinet", 0.7, 2), ("dresser", 0.4, 1),
+               ("lamp", 0.4, 1), ("rug", 0.4, 1), ("bookshelf", 0.4, 1), ("boxes", 0.2, 1),
+               ("shelves", 0.3, 1)],
+    "bathroom": [("toilet", 1.0, 1), ("vanity", 1.0, 1), ("bathtub", 0.7, 1), ("cabinet", 0.4, 1),
+                 ("bag", 0.3, 1), ("shelves", 0.3, 1)],
 }

@@ -188,8 +188,9 @@ def _furnish(r, name, W, D, H, lens, rects, wall_used, tables, prims, gid):
                 k = int(r.integers(4))
                 ww, dd = (w, d) if k % 2 == 0 else (d, w)
                 a = r.random()
-                cx0 = {0: x0 + (x1 - x0 - ww) * a, 2: x0 + (x1 - x0 - ww) * a, 1: x0 - ww - 0.08, 3: x1 + 0.08}[k]
-                cy0 = {1: y0 + (y1 - y0 - dd) * a, 3: y0 + (y1 - y0 - dd) * a, 0: y1 + 0.08, 2: y0 - dd - 0.08}[k]
+                along_x, along_y = x0 + (x1 - x0 - ww) * a, y0 + (y1 - y0 - dd) * a
+                cx0 = {0: along_x, 2: along_x, 1: x0 - ww - 0.08, 3: x1 + 0.08}[k]
+                cy0 = {1: along_y, 3: along_y, 0: y1 + 0.08, 2: y0 - dd - 0.08}[k]
             else:
                 k = int(r.integers(4))
                 ww, dd = (w, d) if k % 2 == 0 else (d, w)
@@ -221,7 +222,8 @@ def _dressing(r, wall, u0, w, z0, z1, H, W, D, prims, gid, wall_used):
     elif k < 0.75:
         cw = 0.25 + 0.3 * r.random()
         for a, b in ((u0 - cw * 0.6, u0 - cw * 0.6 + cw), (u0 + w + cw * 0.6 - cw, u0 + w + cw * 0.6)):
-            lo, hi = _wall_box(wall, max(0.01, a), b, 0.05 if r.random() < 0.5 else z0 - 0.2, min(H, z1 + 0.15), 0.1, W, D)
+            bottom = 0.05 if r.random() < 0.5 else z0 - 0.2
+            lo, hi = _wall_box(wall, max(0.01, a), b, bottom, min(H, z1 + 0.15), 0.1, W, D)
             prims.append(Prim(BOX, lo, hi, CLS["curtain"], "curtain", gid))
         wall_used[wall].append((u0 - cw, u0 + w + cw, 0.0, H))
         gid += 1

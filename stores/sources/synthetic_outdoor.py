@@ -39,7 +39,8 @@ def _car(r, x, y, heading_x: bool, gid, prims):
 def _tree(r, x, y, gid, prims):
     h = 2.0 + 2.5 * r.random()
     rad = 1.2 + 1.8 * r.random()
-    prims.append(Prim(CYL, (x, y, 0.12 + 0.12 * r.random()), (0.0, h + rad * 0.3, 0.0), K["vegetation"], "bark", gid))
+    trunk = 0.12 + 0.12 * r.random()
+    prims.append(Prim(CYL, (x, y, trunk), (0.0, h + rad * 0.3, 0.0), K["vegetation"], "bark", gid))
     prims.append(Prim(ELL, (x, y, h + rad * 0.8), (rad, rad, rad * (0.8 + 0.5 * r.random())),
                       K["vegetation"], "foliage", gid + 1))
     return gid + 2
@@ -94,8 +95,8 @@ def outdoor_scene(r, size, intrinsics, max_depth=80.0) -> Scene:
             gid = _tree(r, 5.0 + 60.0 * r.random(), front - side * 0.8, gid, prims)
         for _ in range(int(r.integers(0, 4))):
             px = 4.0 + 50.0 * r.random()
-            prims.append(Prim(CYL, (px, (yl if side > 0 else yr) + side * 0.4, 0.06), (0.0, 4.0 + 3.0 * r.random(), 0.0),
-                              VOID, "pole", gid))
+            py = (yl if side > 0 else yr) + side * 0.4
+            prims.append(Prim(CYL, (px, py, 0.06), (0.0, 4.0 + 3.0 * r.random(), 0.0), VOID, "pole", gid))
             gid += 1
     # parked cars along the kerbs of a wide road, a few driving ahead / oncoming; the ego lane stays clear
     parking = 2.1 if road > 9.0 else 0.0

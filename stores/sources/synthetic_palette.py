@@ -133,7 +133,7 @@ def _colour(pool: str, rng, dom: Domain) -> tuple[float, float, float]:
     cols = POOLS[pool]
     r, g, b = cols[int(rng.integers(len(cols)))]
     j = rng.random(3) * 0.16 + 0.92
-    h, s, v = colorsys.rgb_to_hsv(min(r * j[0], 255) / 255, min(g * j[1], 255) / 255, min(b * j[2], 255) / 255)
+    h, s, v = colorsys.rgb_to_hsv(*(min(c * float(f), 255) / 255 for c, f in zip((r, g, b), j)))
     r, g, b = colorsys.hsv_to_rgb((h + dom.hue) % 1.0, min(1.0, s * dom.sat), v)
     return (r * r, g * g, b * b)       # display gamma 2 -> linear
 

@@ -36,7 +36,7 @@ def build_scene(preset: str, index: int, seed: int, size, intrinsics):
 
 
 def _bounds(prims):
-    """(n, 3) lo and hi per primitive, for local texture coordinates; FACE/STRIP rows filled from their base."""
+    """(n, 3) lo and hi per primitive, for local texture coordinates (FACE/STRIP rows: from their base)."""
     lo, hi = np.zeros((len(prims), 3), np.float32), np.ones((len(prims), 3), np.float32)
     base = None
     for i, p in enumerate(prims):
@@ -49,7 +49,8 @@ def _bounds(prims):
             y0, y1 = (p.a[0], p.a[1]) if p.kind == STRIP else (-1e4, p.a[1])
             lo[i], hi[i] = (-1e4, max(y0, -1e4), 0.0), (1e4, min(y1, 1e4), 1.0)
         elif p.kind == CYL:
-            lo[i], hi[i] = (p.a[0] - p.a[2], p.a[1] - p.a[2], p.b[0]), (p.a[0] + p.a[2], p.a[1] + p.a[2], p.b[1])
+            (x, y, rad), (z0, z1, _) = p.a, p.b
+            lo[i], hi[i] = (x - rad, y - rad, z0), (x + rad, y + rad, z1)
         elif p.kind == ELL:
             lo[i] = [c - r for c, r in zip(p.a, p.b)]
             hi[i] = [c + r for c, r in zip(p.a, p.b)]
@@ -184,7 +185,8 @@ def _lighting(scene, preset, dom, px, py, pz, nx, ny, nz, pid, axis, prims):
             ndl = np.maximum(nx * lx + ny * ly + nz * lz, np.float32(0)) / np.sqrt(d2)
             key += np.float32(strength * dom.key * 3.2) * ndl / (np.float32(1) + np.float32(0.25) * d2)
         else:
-            ndl = np.maximum(nx * np.float32(v[0]) + ny * np.float32(v[1]) + nz * np.float32(v[2]), np.float32(0))
+            sx, sy, sz = (np.float32(c) for c in v)
+            ndl = np.maximum(nx * sx + ny * sy + nz * sz, np.float32(0))
             key += np.float32(strength * dom.key * 1.3) * ndl * _street_shadow(scene, v, px, py, pz, prims)
     occ = np.ones(px.shape, np.float32)
     if preset == "indoor":
@@ -194,12 +196,15 @@ def _lighting(scene, preset, dom, px, py, pz, nx, ny, nz, pid, axis, prims):
         ey = np.minimum(py, np.float32(D) - py)
         ez = np.minimum(pz, np.float32(H) - pz)
         big = np.float32(1e3)
-        d = np.minimum(np.minimum(np.where(axis == 0, big, ex), np.where(axis == 1, big, ey)), np.where(axis == 2, big, ez))
-        occ = np.where(room, np.float32(1) - np.float32(0.4) / (np.float32(1) + (d / np.float32(0.3)) ** 2), occ)
+        d = np.minimum(np.minimum(np.where(axis == 0, big, ex), np.where(axis == 1, big, ey)),
+                       np.where(axis == 2, big, ez))                 # to the nearest other room face
+        corner = np.float32(1) - np.float32(0.4) / (np.float32(1) + (d / np.float32(0.3)) ** 2)
+        occ = np.where(room, corner, occ)
         floor = pid == 4
     else:
         floor = (pid >= 0) & (pid <= 4)
-        occ = occ - np.float32(0.25) * np.maximum(ny * ny + nx * nx, 0) / (np.float32(1) + (pz / np.float32(0.5)) ** 2)
+        walls = nx * nx + ny * ny                                  # vertical faces darken near the ground
+        occ = occ - np.float32(0.25) * walls / (np.float32(1) + (pz / np.float32(0.5)) ** 2)
     up = np.maximum(nz, np.float32(0))
     fidx = np.flatnonzero(floor)
     if scene.footprints and fidx.size:
@@ -223,7 +228,8 @@ def _contact_shadow(footprints, fx, fy, cell=0.08, reach=1.2):
         gy = (np.float32(y0) + np.arange(j0, j1, dtype=np.float32) * np.float32(cell))[:, None]
         ddx = np.maximum(np.maximum(np.float32(a0) - gx, gx - np.float32(a1)), np.float32(0))
         ddy = np.maximum(np.maximum(np.float32(b0) - gy, gy - np.float32(b1)), np.float32(0))
-        grid[j0:j1, i0:i1] *= np.float32(1) - np.float32(0.45) / (np.float32(1) + (ddx * ddx + ddy * ddy) / np.float32(0.04))
+        d2 = ddx * ddx + ddy * ddy
+        grid[j0:j1, i0:i1] *= np.float32(1) - np.float32(0.45) / (np.float32(1) + d2 / np.float32(0.04))
     u = np.clip((fx - np.float32(x0)) / np.float32(cell), 0, nx_ - 1.001)
     v = np.clip((fy - np.float32(y0)) / np.float32(cell), 0, ny_ - 1.001)
     iu, iv = np.floor(u), np.floor(v)
@@ -278,5 +284,6 @@ def _sky(dom, cam, app, dzf, idx):
     scale = np.float32(60.0 / max(cam.height, W))
     vv = v.astype(np.float32) * scale + np.float32(app.random() * 50)
     uu = u.astype(np.float32) * scale
-    cloud = np.clip((noise(noise_tile(dom.style, 1), uu, vv * np.float32(2.5)) - np.float32(0.45)) * np.float32(2.5), 0, 1)
+    cloud = noise(noise_tile(dom.style, 1), uu, vv * np.float32(2.5))
+    cloud = np.clip((cloud - np.float32(0.45)) * np.float32(2.5), 0, 1)
     return base + (np.float32(0.95) - base) * (cloud * np.float32(0.8))[:, None]

@@ -1,7 +1,8 @@
 """Contact sheets of the synthetic world: rows of RGB | segmentation colours | clean depth | sensor depth.
 
 Sits beside stores/sources/synthetic.py as its visual check (docs/contact_sheet_*.png are made by
-`python -m stores.sources.synthetic_sheet`). Depth uses turbo on 1 - sqrt(depth / max depth) (near = red, far = blue);
+`python -m stores.sources.synthetic_sheet`). Depth uses turbo on 1 - sqrt(depth / max depth) (near = red,
+far = blue);
 pixels without depth are black, in both the clean and the sensor column.
 """
 from __future__ import annotations

@@ -15,7 +15,8 @@ import numpy as np
 
 N = 256      # noise tile side (periodic)
 # kinds that draw relative to their primitive's face (frames, drawers, window grids, lane lines)
-LOCAL_KINDS = {"panels", "glass", "mirror", "screen", "picture", "board", "paper", "cardboard", "asphalt", "facade"}
+LOCAL_KINDS = {"panels", "glass", "mirror", "screen", "picture", "board", "paper", "cardboard", "asphalt",
+               "facade"}
 
 
 @lru_cache(maxsize=32)
@@ -209,11 +210,13 @@ def paint(mat, dom, p: Patch):
         f = p.fade(0.05 / k)
         out = _tint(c1, 0.7 + 0.3 * (tri(t * 20) * f + 0.5 * (1 - f)) + 0.04 * nz(30.0))
     elif kind == "curtain":
-        out = _mix(c1, c2, 0.1 * nz(3.0)) * (0.62 + 0.38 * tri(s * 7 + 0.5 * nz(0.5)) + 0.05 * nz(60.0))[:, None]
+        folds = 0.62 + 0.38 * tri(s * 7 + 0.5 * nz(0.5)) + 0.05 * nz(60.0)
+        out = _mix(c1, c2, 0.1 * nz(3.0)) * folds[:, None]
     elif kind == "board":
         marks = np.abs(nz(6.0) - 0.5) < 0.012
         frame = _border(p, 0.025)
-        out = np.where(frame[:, None], _tint(c2, 1.0), np.where(marks[:, None], _c((0.1, 0.15, 0.5)), _tint(c1, 1.0)))
+        out = np.where(marks[:, None], _c((0.1, 0.15, 0.5)), _tint(c1, 1.0))
+        out = np.where(frame[:, None], _tint(c2, 1.0), out)
     elif kind == "paper":
         out = _tint(c1, 0.95 - 0.15 * (tri(p.lt * 120) > 0.9))
     elif kind == "cardboard":
