@@ -82,6 +82,15 @@ def test_types_labels_and_depth_ranges(preset, classes, max_depth):
     assert len(seen) >= (12 if preset == "indoor" else 6)
 
 
+@pytest.mark.filterwarnings("error")
+def test_odd_and_portrait_sizes_render_cleanly():
+    for preset in ("indoor", "outdoor"):
+        for size in [(16, 16), (37, 91), (90, 20)]:
+            rgb, segm, clean, sensor = render_frame(preset, 1, seed=0, size=size)
+            assert rgb.shape == size + (3,) and segm.shape == clean.shape == sensor.shape == size
+            assert rgb.std() > 5
+
+
 def test_indoor_depth_is_dense_and_outdoor_sky_has_none():
     _, segm, clean, _ = render_frame("indoor", 1, seed=0, size=SIZE)
     assert (clean > 0).all()

@@ -145,8 +145,9 @@ def render_scene(scene, preset: str, style: int, app, sen):
     albedo = albedo.reshape(H, W, 3)
 
     # lighting, emission, sky; exposure and vignetting folded into one (H, W) gain
-    vig = np.float32(1) - np.float32(0.25) * (((np.arange(W, dtype=np.float32) - W / 2) / W) ** 2)[None, :] \
-        - np.float32(0.25) * (((np.arange(H, dtype=np.float32) - H / 2) / W) ** 2)[:, None]
+    side = max(H, W)
+    vig = np.float32(1) - np.float32(0.25) * (((np.arange(W, dtype=np.float32) - W / 2) / side) ** 2)[None, :] \
+        - np.float32(0.25) * (((np.arange(H, dtype=np.float32) - H / 2) / side) ** 2)[:, None]
     gain = (np.float32(dom.exposure) * vig).ravel()
     light = _lighting(scene, preset, dom, px, py, pz, nx, ny, nz, pid, axis, prims)
     x = (albedo * light * gain.reshape(H, W)[..., None]).reshape(-1, 3)
@@ -156,6 +157,7 @@ def render_scene(scene, preset: str, style: int, app, sen):
     if sky.size:
         x[sky] = _sky(dom, cam, app, dzf, sky) * gain[sky, None]
     x = x.reshape(H, W, 3)
+    x = np.maximum(x, np.float32(0))
     x = np.sqrt(x / (np.float32(1) + np.float32(0.25) * x))           # soft shoulder, then gamma 2
     tri = sen.integers(0, 1 << 16, (H, W, 3), dtype=np.uint16)        # two random bytes -> triangular noise
     tri = (tri >> 8).astype(np.float32) + (tri & 255).astype(np.float32) - np.float32(255)
