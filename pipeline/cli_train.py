@@ -27,9 +27,12 @@ def loop_options(fn):
         click.option("--run", default=None, help="Run name: output in OUT/RUN, store tag train/RUN."),
         click.option("--out", default="runs", show_default=True, type=click.Path(file_okay=False)),
         click.option("--ref", default="main", show_default=True, help="Store branch, tag or snapshot id."),
-        click.option("--split", default="train", show_default=True),
+        click.option("--split", default="train", show_default=True,
+                     help="Training split(s), e.g. train or train,unlabeled."),
         click.option("--val-split", default="val", show_default=True, help="Evaluated each epoch ('' = none)."),
         click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True),
+        click.option("--steps", type=click.IntRange(min=0), default=0, show_default=True,
+                     help="Fixed number of optimiser steps (overrides --epochs); 0 = epochs decide."),
         click.option("--batch-size", type=click.IntRange(min=1), default=6, show_default=True),
         click.option("--crop", default=None, help="Training crop WIDTHxHEIGHT (default: the frame size)."),
         click.option("--scale", nargs=2, type=float, default=(0.8, 2.0), show_default=True,
@@ -50,7 +53,7 @@ def loop_options(fn):
     return fn
 
 
-def build_config(store, arch, run, out, ref, split, val_split, epochs, batch_size, crop, scale, no_flip,
+def build_config(store, arch, run, out, ref, split, val_split, epochs, steps, batch_size, crop, scale, no_flip,
                  lr_encoder, lr_decoder, weight_decay, seed, workers, device, ckpt_every, policy,
                  task_weights=(("segm", 0.5), ("depth", 0.5)), encoder_weights=None, pretrained=False):
     from pipeline.augment import AugmentConfig
@@ -61,7 +64,7 @@ def build_config(store, arch, run, out, ref, split, val_split, epochs, batch_siz
         raise UserError(f"--scale {scale[0]} {scale[1]}: need 0 < min <= max")
     return TrainConfig(
         store=store, run=run, out=out, ref=ref, arch=arch, policy=policy, split=split,
-        val_split=val_split or None, epochs=epochs, batch_size=batch_size,
+        val_split=val_split or None, epochs=epochs, steps=steps, batch_size=batch_size,
         augment=AugmentConfig(scale_min=scale[0], scale_max=scale[1],
                               crop=parse_size(crop, "--crop") if crop else None, flip=not no_flip),
         lr_encoder=lr_encoder, lr_decoder=lr_decoder, weight_decay=weight_decay, seed=seed, workers=workers,

@@ -35,9 +35,10 @@ class TrainConfig:
     ref: str = "main"
     arch: dict = field(default_factory=lambda: {"name": "student"})  # num_classes filled from the store
     policy: MergePolicy = MergePolicy()
-    split: str = "train"
+    split: str = "train"                          # one split, or several joined by commas
     val_split: str | None = "val"
     epochs: int = 10
+    steps: int = 0                                # fixed step budget (overrides epochs); 0 = epochs decide
     batch_size: int = 6
     augment: AugmentConfig = AugmentConfig()
     lr_encoder: float = 1e-3
@@ -144,7 +145,7 @@ def train(cfg: TrainConfig, resume: bool = False, evaluate_fn=None) -> dict:
     arch = resume["arch"] if resume else {**cfg.arch, **({"num_classes": store.num_classes}
                                                           if cfg.arch["name"] in ("student", "resnet38") else {})}
     tasks = model_tasks(arch)
-    train_idx = store.indices(cfg.split)
+    train_idx = np.concatenate([store.indices(s) for s in cfg.split.split(",")])
     if len(train_idx) == 0:
         raise UserError(f"{cfg.store}: no frames in split {cfg.split!r} at {cfg.ref}")
     base = FrameDataset(store.path, store.snapshot_id, train_idx, cfg.policy)
@@ -173,8 +174,10 @@ def train(cfg: TrainConfig, resume: bool = False, evaluate_fn=None) -> dict:
         opt.load_state_dict(resume["optimizer"])
         step = resume["step"]
         torch.set_rng_state(resume["rng"]["torch"])
-    sampler = RunSampler(len(base), cfg.batch_size, cfg.epochs, cfg.seed, start_step=step)
-    total = cfg.epochs * sampler.steps_per_epoch
+    spe = max(1, len(base) // cfg.batch_size)
+    epochs = math.ceil(cfg.steps / spe) if cfg.steps else cfg.epochs
+    sampler = RunSampler(len(base), cfg.batch_size, epochs, cfg.seed, start_step=step)
+    total = cfg.steps or epochs * spe
     loader = make_loader(AugmentedItems(base, cfg.augment, cfg.seed), sampler, cfg.workers)
     val_idx = store.indices(cfg.val_split) if cfg.val_split else np.array([], int)
     log_path = run_dir / "metrics.jsonl"
@@ -212,10 +215,10 @@ def train(cfg: TrainConfig, resume: bool = False, evaluate_fn=None) -> dict:
             step += 1
             seen += len(x)
             advance(1, info=" ".join(f"{k} {v.item():.3f}" for k, v in losses.items()))
-            epoch_end = step % sampler.steps_per_epoch == 0
+            epoch_end = step % sampler.steps_per_epoch == 0 or step == total
             if epoch_end:
                 elapsed = time.perf_counter() - t_epoch
-                metrics = {"epoch": step // sampler.steps_per_epoch, "step": step,
+                metrics = {"epoch": math.ceil(step / sampler.steps_per_epoch), "step": step,
                            **{f"loss_{k}": v.item() for k, v in losses.items()},
                            "images_per_s": seen / elapsed, "data_wait_frac": data_wait / elapsed,
                            "lr_decoder": opt.param_groups[1]["lr"]}
@@ -228,7 +231,7 @@ def train(cfg: TrainConfig, resume: bool = False, evaluate_fn=None) -> dict:
                 seen, data_wait, t_epoch = 0, 0.0, time.perf_counter()
             if epoch_end or (cfg.ckpt_every and step % cfg.ckpt_every == 0) or step == total:
                 checkpoint(metrics)
-            if cfg.stop_after and step >= cfg.stop_after and step < total:
+            if step >= total or (cfg.stop_after and step >= cfg.stop_after):
                 break
             t_ready = time.perf_counter()
     return {"checkpoint": str(ckpt_path), "step": step, "total_steps": total, "metrics": metrics,

@@ -71,6 +71,13 @@ def test_run_name_rules(train_store, tmp_path):
         train(_cfg(train_store, tmp_path, run="c", split="test"))
 
 
+def test_step_budget_and_several_splits(train_store, tmp_path):
+    r = train(_cfg(train_store, tmp_path, run="budget", steps=7, split="train,val"))
+    assert r["step"] == 7 and r["total_steps"] == 7  # 20 frames / 4 = 5 steps per epoch, 2nd epoch cut
+    lines = (tmp_path / "runs" / "budget" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(x)["step"] for x in lines] == [5, 7]
+
+
 def test_lr_schedule():
     assert [lr_factor(s, 100, (0.5, 0.75), 0.1) for s in (0, 49, 50, 74, 75, 99)] == \
         pytest.approx([1, 1, 0.1, 0.1, 0.01, 0.01])
