@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import click
 
-from pipeline import cli_ingest, cli_store, cli_train
+from pipeline import cli_ingest, cli_label, cli_store, cli_train
 from pipeline.cli_util import echo_json, user_errors
 
 
@@ -31,6 +31,9 @@ for _cmd in (cli_store.show, cli_store.log, cli_store.tag, cli_store.diff, cli_s
 # ---- synthetic world ----------------------------------------------------------------------------
 
 # ---- teachers and labeling ----------------------------------------------------------------------
+cli.add_command(cli_label.teacher)
+cli.add_command(cli_label.label)
+cli.add_command(cli_label.qa)
 
 # ---- student: train, evaluate, predict, export, bench -------------------------------------------
 cli.add_command(cli_train.train)

@@ -1,0 +1,75 @@
+"""Where the labeling job's tasks run (pipeline/label.py): a LocalCluster of spawned worker processes by
+default, or a running dask scheduler (`--scheduler tcp://host:8786`).
+
+CUDA teachers are requested as worker resources: a LocalCluster on a CUDA machine declares {"GPU": 1}
+per worker, tasks ask for {"GPU": 1}; on an existing cluster the workers must declare GPU resources
+themselves (`dask worker ... --resources GPU=1`). Torch threads per worker are set so a LocalCluster
+does not oversubscribe the machine's cores.
+"""
+from __future__ import annotations
+
+import logging
+from contextlib import contextmanager
+
+from stores.errors import UserError
+
+
+def worker_threads(client) -> int:
+    return max(1, sum(client.nthreads().values()))
+
+
+def gpu_workers(client) -> int:
+    workers = client.scheduler_info()["workers"].values()
+    return sum(1 for w in workers if w.get("resources", {}).get("GPU", 0) >= 1)
+
+
+def local_device(device: str) -> str:
+    if device == "auto":
+        import torch
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda"):
+        import torch
+        if not torch.cuda.is_available():
+            raise UserError(f"--device {device}: no CUDA device on this machine")
+    return device
+
+
+@contextmanager
+def open_client(cfg):
+    """Yields (client, device, torch threads per task or None). Closes what it started."""
+    from distributed import Client, LocalCluster
+
+    if cfg.scheduler:
+        try:
+            client = Client(cfg.scheduler, timeout="20s")
+        except (OSError, TimeoutError) as e:
+            raise UserError(f"--scheduler {cfg.scheduler}: cannot connect ({e})") from None
+        try:
+            gpus = gpu_workers(client)
+            device = cfg.device if cfg.device != "auto" else ("cuda" if gpus else "cpu")
+            if device.startswith("cuda") and not gpus:
+                raise UserError(f"--scheduler {cfg.scheduler}: no worker declares a GPU resource "
+                                f"(start workers with --resources GPU=1) for --device {device}")
+            if not client.nthreads():
+                raise UserError(f"--scheduler {cfg.scheduler}: the cluster has no workers")
+            yield client, device, None
+        finally:
+            client.close()
+        return
+    device = local_device(cfg.device)
+    from pipeline.label import cpu_count
+
+    kw = {"resources": {"GPU": 1}} if device.startswith("cuda") else {}
+    cluster = LocalCluster(n_workers=cfg.workers, threads_per_worker=cfg.threads_per_worker, processes=True,
+                           dashboard_address=None, silence_logs=logging.ERROR, **kw)
+    client = Client(cluster)
+    torch_threads = max(1, cpu_count() // (cfg.workers * cfg.threads_per_worker))
+    try:
+        yield client, device, torch_threads
+    finally:
+        client.close()
+        cluster.close()
+
+
+def task_resources(device: str) -> dict | None:
+    return {"GPU": 1} if device.startswith("cuda") else None
