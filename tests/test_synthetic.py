@@ -2,7 +2,9 @@
 validation, and that a tiny CNN can learn its segmentation (64x48 frames, fixed seeds)."""
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
 
 import numpy as np
 import pytest
@@ -189,6 +191,13 @@ def test_annotation_fractions_and_splits_are_honoured():
     assert not any(r[1] or r[2] for r in rows if r[0] == "unlabeled")
     other = SyntheticConfig(frames=400, seed=4, segm_fraction=0.3, splits=(0.6, 0.1, 0.2, 0.1))
     assert [assignment(other, i) for i in range(50)] != rows[:50]
+
+
+def test_config_normalises_and_round_trips_through_json():
+    cfg = SyntheticConfig(preset="outdoor", segm_fraction={"train": 0.2}, splits={"train": 0.8, "test": 0.2})
+    assert cfg.size == (352, 1216) and cfg.segm_fraction == (0.2, 1.0) and cfg.splits == (0.8, 0.0, 0.2, 0.0)
+    again = SyntheticConfig(**json.loads(json.dumps(dataclasses.asdict(cfg))))
+    assert again == cfg
 
 
 def test_frames_carry_annotations_as_assigned():

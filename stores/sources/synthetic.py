@@ -5,7 +5,9 @@ Sits at the top of the flow as a source beside folder / nyud / kitti: `iter_fram
 - indoor  (NYUDv2-like): furnished rooms, NYUDv2-40 classes, Kinect-like depth with holes, 640x480.
 - outdoor (KITTI-like):  streets, KITTI-6 classes, sparse 64-beam LiDAR depth to 80 m, 1216x352.
 Every frame is rendered independently by `render_frame` (pure numpy ray casting) with exact ground
-truth; the same (preset, index, seed, size, style) gives byte-identical frames on any machine.
+truth; the same (preset, index, seed, size, style) gives byte-identical frames on any machine (only
+elementwise IEEE arithmetic touches pixels; tests pin a digest). Frames are independent: render them
+in parallel (`iter_frames(..., workers=N)`) or resume at any index (`start=`).
 
 Asymmetric annotations: which frames carry segmentation / depth and which split a frame is in are
 decided from the index and seed alone (no rendering), by low-discrepancy sequences, so fractions hold
@@ -119,7 +121,12 @@ def _parse_splits(value) -> tuple[float, float, float, float]:
 
 @dataclass(frozen=True)
 class SyntheticConfig:
-    """What to render. Values are validated (and normalised) on construction; bad ones raise SourceError."""
+    """What to render. Values are validated on construction (bad ones raise SourceError naming them) and
+    normalised: size -> (H, W) (the preset default when None); segm_fraction / depth_fraction ->
+    (train, val) (one number applies to both; a dict sets "train" / "val", a missing one is 1; test
+    frames always have both annotations, unlabeled frames none); splits -> (train, val, test, unlabeled)
+    summing to 1 (a dict of split -> fraction is accepted). dataclasses.asdict() is JSON-able and
+    SyntheticConfig(**that) gives the same config back."""
     preset: str = "indoor"                 # "indoor" (NYUDv2-40) | "outdoor" (KITTI-6)
     frames: int = 200                      # frame indices 0 .. frames-1
     size: tuple[int, int] | None = None    # (H, W); None = preset default (480x640 / 352x1216)
