@@ -146,8 +146,9 @@ def render_scene(scene, preset: str, style: int, app, sen):
 
     # lighting, emission, sky; exposure and vignetting folded into one (H, W) gain
     side = max(H, W)
-    vig = np.float32(1) - np.float32(0.25) * (((np.arange(W, dtype=np.float32) - W / 2) / side) ** 2)[None, :] \
-        - np.float32(0.25) * (((np.arange(H, dtype=np.float32) - H / 2) / side) ** 2)[:, None]
+    ru = ((np.arange(W, dtype=np.float32) - W / 2) / side) ** 2
+    rv = ((np.arange(H, dtype=np.float32) - H / 2) / side) ** 2
+    vig = np.float32(1) - np.float32(0.25) * ru[None, :] - np.float32(0.25) * rv[:, None]
     gain = (np.float32(dom.exposure) * vig).ravel()
     light = _lighting(scene, preset, dom, px, py, pz, nx, ny, nz, pid, axis, prims)
     x = (albedo * light * gain.reshape(H, W)[..., None]).reshape(-1, 3)
