@@ -50,32 +50,38 @@ def count_macs(model: nn.Module, size: tuple[int, int], in_channels: int = 3) ->
 
 
 def load_student(checkpoint: str | Path) -> nn.Module:
-    """Student from a training checkpoint ({"arch": {"name": "student", "num_classes"}, "config", "model"})
-    or a bare state dict, loaded with weights_only=True. num_classes comes from "arch", else "config",
-    else the segmentation head's shape."""
+    """The student of a checkpoint, in eval mode (see read_student)."""
+    return read_student(checkpoint)[0]
+
+
+def read_student(checkpoint: str | Path) -> tuple[nn.Module, dict]:
+    """(student in eval mode, checkpoint dict) from a training checkpoint ({"arch": {"name": "student",
+    "num_classes"}, "config", "model", "classes", ...}) or a bare state dict, loaded with weights_only=True.
+    num_classes comes from "arch", else "config", else the segmentation head's shape. Errors name the file."""
     path = Path(checkpoint)
     if not path.is_file():
-        raise UserError(f"checkpoint {path}: file not found")
+        raise UserError(f"{path}: checkpoint file not found")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unreadable file is the user's file
-        raise UserError(f"checkpoint {path}: cannot read with weights_only=True ({type(e).__name__})") from None
+        raise UserError(f"{path}: not a readable checkpoint (torch.load with weights_only=True: "
+                        f"{type(e).__name__})") from None
     ckpt = ckpt if isinstance(ckpt, dict) else {}
     arch = ckpt.get("arch") if isinstance(ckpt.get("arch"), dict) else {}
     if arch.get("name", "student") != "student":
-        raise UserError(f"checkpoint {path}: holds a {arch['name']!r} network, not the student")
+        raise UserError(f"{path}: checkpoint holds a {arch['name']!r} network, not the student")
     state = ckpt.get("model", ckpt)
     head = "heads.segm.2.weight"
     if not isinstance(state, dict) or head not in state:
-        raise UserError(f"checkpoint {path}: no student state dict (expected key 'model' with {head!r})")
+        raise UserError(f"{path}: checkpoint has no student state dict (expected key 'model' with {head!r})")
     config = ckpt.get("config") if isinstance(ckpt.get("config"), dict) else {}
     num_classes = int(arch.get("num_classes", config.get("num_classes", state[head].shape[0])))
     model = build_student(num_classes)
     try:
         model.load_state_dict(state)
     except RuntimeError as e:
-        raise UserError(f"checkpoint {path}: does not fit the student ({str(e).splitlines()[0]})") from None
-    return model.eval()
+        raise UserError(f"{path}: checkpoint does not fit the student ({str(e).splitlines()[0]})") from None
+    return model.eval(), (ckpt if "model" in ckpt else {"model": state})
 
 
 def _cpu_paths(model: nn.Module, x: torch.Tensor, tmp: Path, threads: int) -> dict[str, Callable]:

@@ -1,9 +1,11 @@
 """Static int8 quantisation of an exported student (ONNX Runtime QDQ format) for the fastest CPU path.
 
 Flow: model.onnx (pipeline/export.py) + a few calibration images -> **quantize_onnx** ->
-model.int8.onnx -> ort_session / bench. Weights int8 per output channel, activations uint8 per tensor
-(min/max calibration). The accuracy cost is not free: measure it against the float model
-(pipeline/bench.py reports segmentation argmax agreement and depth differences); calibrate on real
+model.int8.onnx -> ort_session / bench. `mtdistill export --int8 --calibrate STORE` goes through
+**quantize_student**: frames of the store (store_calibration) calibrate, and the int8 model's agreement
+with the fp32 export is measured on them and on other frames of the store.
+Weights int8 per output channel, activations uint8 per tensor (min/max calibration). The accuracy cost
+is not free: measure it against the float model (here, and pipeline/bench.py); calibrate on real
 frames of the target dataset when there are any.
 """
 from __future__ import annotations
@@ -17,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.export import INPUT_NAME
+from pipeline.export import INPUT_NAME, MIN_SIZE
+from stores.errors import UserError
 
 
 def random_calibration(count: int, size: tuple[int, int], seed: int = 0) -> list[np.ndarray]:
@@ -62,3 +65,74 @@ def quantize_onnx(src: str | Path, dst: str | Path, calibration: Iterable[np.nda
     finally:
         logging.getLogger().setLevel(previous)
     return dst
+
+
+def _spread(indices: np.ndarray, count: int) -> np.ndarray:
+    """Up to `count` of `indices`, evenly spaced, first and last included."""
+    if len(indices) == 0:
+        return indices
+    return indices[np.unique(np.linspace(0, len(indices) - 1, min(count, len(indices))).round().astype(int))]
+
+
+def store_calibration(store_path, count: int, ref: str | None = None,
+                      split: str = "train") -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """(calibration, held_out): `count` frames of a store's split (all frames if the split is empty),
+    evenly spaced, and up to `count` other frames of the store, each a normalised (1,3,H,W) float32 array."""
+    import torch
+
+    from pipeline.augment import normalize
+    from stores.repo import FrameStore
+
+    store = FrameStore.open(store_path, ref)
+    h, w = store.frame_size
+    if min(h, w) < MIN_SIZE:
+        raise UserError(f"{store_path}: frames are {w}x{h}; calibration needs at least {MIN_SIZE}x{MIN_SIZE}")
+    pool = store.indices(split)
+    pool = pool if len(pool) else store.indices()
+    if len(pool) == 0:
+        raise UserError(f"{store_path}: the store has no frames to calibrate on")
+    chosen = _spread(pool, count)
+    held = _spread(np.setdiff1d(store.indices(), chosen), count)
+    rgb = store.root["frames/rgb"]
+
+    def load(i):
+        x = torch.from_numpy(np.ascontiguousarray(rgb[int(i)].transpose(2, 0, 1)))[None]  # (1,3,H,W) uint8
+        return normalize(x).numpy()
+
+    return [load(i) for i in chosen], [load(i) for i in held]
+
+
+def agreement(reference, candidate, images: Iterable[np.ndarray]) -> dict:
+    """How closely ONNX session `candidate` follows `reference` on `images`, pooled over all of them:
+    segm argmax agreement (pixels at the 1/4 output resolution), depth mean / max |difference| (metres)
+    and the mean reference depth (for scale)."""
+    from pipeline.export import run_onnx
+
+    same = pixels = frames = 0
+    diff_sum = ref_sum = diff_max = 0.0
+    for x in images:
+        a, b = run_onnx(reference, x), run_onnx(candidate, x)
+        same += int((a["segm"].argmax(1) == b["segm"].argmax(1)).sum())
+        pixels += a["segm"].shape[0] * a["segm"].shape[2] * a["segm"].shape[3]
+        d = np.abs(a["depth"] - b["depth"])
+        diff_sum, diff_max = diff_sum + float(d.sum()), max(diff_max, float(d.max()))
+        ref_sum += float(np.abs(a["depth"]).sum())
+        frames += len(x)
+    if not frames:
+        return {"frames": 0}
+    return {"frames": frames, "segm_agreement": same / pixels, "depth_mean_diff": diff_sum / pixels,
+            "depth_max_diff": diff_max, "depth_mean": ref_sum / pixels}
+
+
+def quantize_student(model, dst: str | Path, calibration: list[np.ndarray], held_out: list[np.ndarray] = (),
+                     opset: int | None = None, threads: int | None = None) -> dict:
+    """Export `model`, quantise it statically on `calibration` into `dst`, and measure the int8 model
+    against the fp32 export on the calibration frames and on `held_out` frames (None if there are none)."""
+    from pipeline.export import OPSET, export_onnx, ort_session
+
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32 = export_onnx(model, Path(tmp) / "student.onnx", opset=opset or OPSET)
+        quantize_onnx(fp32, dst, calibration)
+        ref, q = ort_session(fp32, threads), ort_session(dst, threads)
+        return {"int8": str(dst), "calibration": agreement(ref, q, calibration),
+                "held_out": agreement(ref, q, held_out) if len(held_out) else None}

@@ -23,7 +23,7 @@ def onnx_path(student, tmp_path_factory):
     ckpt = tmp / "student.pt"
     torch.save({"config": {"num_classes": 6}, "model": student.state_dict()}, ckpt)
     out = tmp / "out" / "student.onnx"
-    res = CliRunner().invoke(cli, ["export", str(ckpt), str(out)])
+    res = CliRunner().invoke(cli, ["export", str(ckpt), "--onnx", str(out)])
     assert res.exit_code == 0, res.output
     assert f"wrote {out}" in res.output
     return out
@@ -67,5 +67,5 @@ def test_exported_graph_has_dynamic_batch_height_width(onnx_path):
 
 
 def test_export_command_names_a_missing_checkpoint(tmp_path):
-    res = CliRunner().invoke(cli, ["export", str(tmp_path / "none.pt"), str(tmp_path / "s.onnx")])
+    res = CliRunner().invoke(cli, ["export", str(tmp_path / "none.pt"), "--onnx", str(tmp_path / "s.onnx")])
     assert res.exit_code == 1 and "none.pt" in res.output and "not found" in res.output
