@@ -243,13 +243,22 @@ def test_render_frame_validates_too():
         render_frame("indoor", -3, size=SIZE)
 
 
-def test_a_tiny_cnn_learns_indoor_segmentation():
+@pytest.fixture
+def one_torch_thread():
+    """2 threads on a shared 2-core machine ran ~6x slower than 1 (OpenMP barriers spin under load)."""
+    torch = pytest.importorskip("torch")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_a_tiny_cnn_learns_indoor_segmentation(one_torch_thread):
     """Learnability: a few conv layers trained for 200 steps clearly beat the majority class on held-out
     frames, and beat a per-pixel colour classifier (the world is not solvable by colour alone)."""
     torch = pytest.importorskip("torch")
     from torch import nn
 
-    torch.set_num_threads(2)
 
     def data(indices, seed):
         rgb, segm = zip(*(render_frame("indoor", i, seed=seed, size=SIZE)[:2] for i in indices))
