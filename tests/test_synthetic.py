@@ -259,7 +259,6 @@ def test_a_tiny_cnn_learns_indoor_segmentation(one_torch_thread):
     torch = pytest.importorskip("torch")
     from torch import nn
 
-
     def data(indices, seed):
         rgb, segm = zip(*(render_frame("indoor", i, seed=seed, size=SIZE)[:2] for i in indices))
         x = torch.from_numpy(np.stack(rgb)).permute(0, 3, 1, 2).float() / 255.0
