@@ -6,7 +6,8 @@ Entry points `module:function` (for `label --teacher segm=test_label_teachers:ti
 - tiny_segm / tiny_depth: tiny ResNet-38 teachers with fixed weights (seed 0).
 - fragile_segm: tiny_segm that raises on a constant (e.g. black) frame while the file named by
   $MTD_FAIL_FILE exists: a "bad frame" that a fix (removing the file) makes good again.
-Set $MTD_SLOW (seconds) to make every forward sleep, so a run can be killed midway.
+Set $MTD_SLOW (seconds), or write seconds into the file named by $MTD_SLOW_FILE, to make every forward
+sleep, so a run can be killed midway; forwards wait while the file $MTD_HOLD_FILE exists.
 """
 from __future__ import annotations
 
@@ -38,13 +39,23 @@ class Probe(nn.Module):
         self.input_multiple = net.input_multiple
 
     def forward(self, x):
-        time.sleep(float(os.environ.get("MTD_SLOW", "0")))
+        hold = os.environ.get("MTD_HOLD_FILE")
+        while hold and Path(hold).exists():
+            time.sleep(0.05)
+        time.sleep(slowness())
         fail = os.environ.get("MTD_FAIL_FILE")
         if self.fragile and fail and Path(fail).exists():
             flat = x.flatten(2)                                        # (B, 3, H*W)
             if bool(((flat.amax(2) - flat.amin(2)) == 0).all(1).any()):
                 raise RuntimeError("bad frame: constant image")
         return self.net(x)
+
+
+def slowness() -> float:
+    path = os.environ.get("MTD_SLOW_FILE")
+    if path and Path(path).exists():
+        return float(Path(path).read_text())
+    return float(os.environ.get("MTD_SLOW", "0"))
 
 
 def _seeded(build):
@@ -74,7 +85,16 @@ def fail_file(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def cluster(fail_file):
+def slow_file(tmp_path_factory) -> Path:
+    """Seconds the shared cluster's teachers sleep per forward (none while the file is absent)."""
+    path = tmp_path_factory.mktemp("slow") / "seconds"
+    os.environ["MTD_SLOW_FILE"] = str(path)
+    os.environ["MTD_HOLD_FILE"] = str(path.with_name("hold"))
+    return path
+
+
+@pytest.fixture(scope="session")
+def cluster(fail_file, slow_file):
     """One LocalCluster (2 spawned workers, 1 thread each) for the in-process labeling tests."""
     from distributed import LocalCluster
     import logging

@@ -1,0 +1,92 @@
+"""qa on pseudo sets built by hand: perfect labels, a known calibration, done flags, CLI outputs."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import zarr
+from click.testing import CliRunner
+from conftest import H, W, ingest
+
+from pipeline.cli import cli
+from pipeline.qa import Calibration, quality_report
+from stores.errors import UserError
+from stores.schema import create_pseudo
+from stores.sources.base import Frame
+
+
+@pytest.fixture
+def qstore(empty_store):
+    """16 frames (2 shards of 8): even frames with segm, frames 0, 3, 6.. with depth in float16-exact metres."""
+    rng = np.random.default_rng(0)
+    frames = [Frame(rgb=rng.integers(0, 256, (H, W, 3), dtype=np.uint8), split="train" if i < 12 else "val",
+                    name=f"q{i}", segm=rng.integers(0, 5, (H, W), dtype=np.uint8) if i % 2 == 0 else None,
+                    depth=(rng.integers(2, 40, (H, W)) / 4).astype(np.float32) if i % 3 == 0 else None)
+              for i in range(16)]
+    ingest(empty_store, frames)
+    return empty_store.reopen()
+
+
+def write_pseudo(store, name, segm, conf, depth, done):
+    session = store.writable_session()
+    root = zarr.open_group(session.store, mode="a")
+    g = create_pseudo(root, name, store.num_frames, {"tasks": ["segm", "depth"], "teachers": {}})
+    g["segm"][:], g["conf"][:], g["depth"][:], g["done"][:] = segm, conf, depth.astype(np.float16), done
+    store.commit(session, f"pseudo {name}", {"kind": "test"})
+    return store.reopen()
+
+
+def real(store):
+    return store.root["real/segm"][:], store.root["real/depth"][:]
+
+
+def test_pseudo_equal_to_real_is_perfect(qstore):
+    segm, depth = real(qstore)
+    s = write_pseudo(qstore, "p", segm, np.full(segm.shape, 255, np.uint8), depth, [True, True])
+    r = quality_report(s, "p")
+    assert r["segm"]["miou"] == 1.0 and r["segm"]["pixel_acc"] == 1.0 and r["segm"]["frames"] == 8
+    assert r["segm"]["coverage"] == 1.0 and r["segm"]["calibration"]["ece"] == 0.0
+    assert r["depth"]["rmse"] == 0.0 and r["depth"]["abs_rel"] == 0.0 and r["depth"]["delta1"] == 1.0
+    assert r["depth"]["frames"] == 6 and r["labeled_frames"] == 16
+
+
+def test_known_calibration_and_done_flags(qstore):
+    segm, depth = real(qstore)
+    wrong = (np.arange(W) % 2 == 1)[None, None, :].repeat(16, 0).repeat(H, 1)   # odd columns: half the pixels
+    pseudo = np.where(wrong, (segm + 1) % 5, segm).astype(np.uint8)
+    conf = np.where(wrong, 128, 255).astype(np.uint8)           # right at p = 1, wrong at p = 0.502
+    s = write_pseudo(qstore, "c", pseudo, conf, depth * 1.1, [True, False])   # shard 1 not done
+    r = quality_report(s, "c")
+    cal = r["segm"]["calibration"]
+    assert r["labeled_frames"] == 8 and r["segm"]["frames"] == 4 and r["depth"]["frames"] == 3
+    assert r["segm"]["pixel_acc"] == 0.5 and cal["accuracy"] == 0.5
+    assert cal["ece"] == pytest.approx(0.5 * 128 / 255)
+    full = {b["lo"]: b for b in cal["bins"] if b["pixels"]}
+    assert sorted(full) == [0.5, 0.9] and full[0.9]["accuracy"] == 1.0 and full[0.5]["accuracy"] == 0.0
+    t = {x["threshold"]: x for x in cal["thresholds"]}
+    assert t[0.5]["kept"] == 1.0 and t[0.6]["kept"] == 0.5 and t[0.6]["accuracy"] == 1.0
+    assert r["depth"]["abs_rel"] == pytest.approx(0.1, abs=1e-3) and r["depth"]["delta1"] == 1.0
+    with pytest.raises(UserError, match="no labeled frame"):
+        quality_report(s, "c", split="val")                      # val frames 12..15 are in shard 1 (not done)
+
+
+def test_calibration_bins_by_hand():
+    c = Calibration()
+    c.update(np.array([255, 255, 0, 230], np.uint8), np.array([True, False, False, True]))
+    assert c.bins(2)[1] == {"lo": 0.5, "hi": 1.0, "pixels": 3, "confidence": pytest.approx((2 + 230 / 255) / 3),
+                            "accuracy": pytest.approx(2 / 3)}
+    assert c.ece(2) == pytest.approx(0.75 * abs(2 / 3 - (2 + 230 / 255) / 3) + 0.25 * 0)
+
+
+def test_cli_json_and_plot(qstore, tmp_path):
+    segm, depth = real(qstore)
+    write_pseudo(qstore, "p", segm, np.full(segm.shape, 200, np.uint8), depth, [True, True])
+    res = CliRunner().invoke(cli, ["qa", str(qstore.path), "--pseudo", "p", "--out", str(tmp_path / "qa")])
+    assert res.exit_code == 0, res.output
+    assert "mIoU 100.00 %" in res.output and "underconfident" in res.output
+    assert (tmp_path / "qa" / "reliability.png").stat().st_size > 1000
+    data = json.loads((tmp_path / "qa" / "qa.json").read_text())
+    assert data["segm"]["calibration"]["ece"] == pytest.approx(1 - 200 / 255)
+    res = CliRunner().invoke(cli, ["qa", str(qstore.path), "--pseudo", "nope", "--json"])
+    assert res.exit_code == 1 and "no pseudo-label set 'nope'" in res.output
