@@ -1,0 +1,206 @@
+"""`mtdistill demo`: the paper's experiment end to end on the synthetic world.
+
+1. ingest a target domain with asymmetric annotations (few segmentation labels, holey sensor depth,
+   unannotated frames, a fully annotated test split), its full-ground-truth twin (for the oracle), and a
+   second, fully labeled appearance domain for the teachers (the paper's Cityscapes -> KITTI situation);
+2. train the teachers on the second domain and label the target frames missing targets (dask job);
+3. train the student three ways with the same step budget: (a) real targets only, (b) real + pseudo
+   targets (the paper's method), (c) full ground truth (oracle);
+4. evaluate teachers and students on the target test split; 5. write report.md (pipeline/demo_report.py).
+Every stage is a store version or a checkpoint; re-running the command skips finished stages.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import click
+
+from pipeline.augment import AugmentConfig
+from stores.errors import UserError
+from stores.merge import MergePolicy
+
+REGIMES = {  # name -> (what it is, store, training splits, merge policy)
+    "a_real": ("(a) real targets only", "target.ice", "train", MergePolicy()),
+    "b_pseudo": ("(b) real + pseudo (paper)", "target.ice", "train,unlabeled", None),  # policy set below
+    "c_oracle": ("(c) full ground truth", "oracle.ice", "train", MergePolicy()),
+}
+PSEUDO = "teachers"
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    out: str = "demo_out"
+    preset: str = "indoor"
+    size: tuple[int, int] | None = None      # (H, W); None = 96x128 indoor, 96x320 outdoor (full: preset size)
+    frames: int = 600                        # target-domain frames
+    source_frames: int = 400                 # fully labeled second domain for the teachers
+    segm_fraction: float = 0.1               # share of target train frames with segmentation
+    student_steps: int = 400
+    teacher_steps: int = 500
+    batch_size: int = 8
+    teacher_width: float = 0.25              # ResNet-38 width multiplier
+    teacher_units: tuple[int, ...] = (1, 1, 1, 1)
+    segm_threshold: float = 0.5
+    seed: int = 0
+    device: str = "auto"
+    workers: int = 2                         # labeling workers and DataLoader workers
+
+    @classmethod
+    def full(cls, **kw) -> "DemoConfig":
+        """A larger configuration meant for a GPU."""
+        kw.setdefault("size", {"indoor": (480, 640), "outdoor": (352, 1216)}[kw.get("preset", "indoor")])
+        base = dict(frames=3000, source_frames=2000, student_steps=6000, teacher_steps=6000,
+                    teacher_width=0.5, teacher_units=(3, 3, 6, 3), batch_size=8)
+        return cls(**{**base, **kw})
+
+    def frame_size(self) -> tuple[int, int]:
+        if self.size:
+            return self.size
+        return {"indoor": (96, 128), "outdoor": (96, 320)}[self.preset]
+
+
+def say(text: str) -> None:
+    click.secho(text, bold=True, err=True)
+
+
+# ---- 1. data ------------------------------------------------------------------------------------
+
+def ingest_world(cfg: DemoConfig, out: Path) -> dict:
+    from pipeline.ingest import open_or_create, run_ingest
+    from stores.sources.base import Frame, SkipLog
+    from stores.sources.synthetic import (SyntheticConfig, assignment, class_list_for, frame_name,
+                                          iter_frames, render_frame)
+
+    size, classes = cfg.frame_size(), class_list_for(cfg.preset)
+    target = SyntheticConfig(preset=cfg.preset, frames=cfg.frames, size=size, seed=cfg.seed, style=0,
+                             segm_fraction=cfg.segm_fraction, depth_fraction=1.0,
+                             splits=(0.6, 0.1, 0.15, 0.15), sensor=True)
+    source = SyntheticConfig(preset=cfg.preset, frames=cfg.source_frames, size=size, seed=cfg.seed + 1,
+                             style=1, segm_fraction=1.0, depth_fraction=1.0, splits=(0.9, 0.1, 0.0, 0.0),
+                             sensor=False)
+
+    def oracle_frames():
+        """The target frames with exact segmentation and depth; unannotated frames join train."""
+        for i in range(cfg.frames):
+            split = assignment(target, i)[0]
+            rgb, segm, clean, _ = render_frame(cfg.preset, i, cfg.seed, size, 0)
+            yield Frame(rgb, "train" if split == "unlabeled" else split, frame_name(target, i), segm, clean)
+
+    plans = {"target.ice": (target, None), "oracle.ice": (target, oracle_frames), "source.ice": (source, None)}
+    stores = {}
+    for name, (syn, custom) in plans.items():
+        path = out / name
+        store = open_or_create(path, classes=classes, frame_size=size)
+        if store.num_frames < syn.frames:
+            frames = custom() if custom else iter_frames(syn, workers=cfg.workers)
+            run_ingest(store, frames, kind="synthetic", skips=SkipLog(), total=syn.frames,
+                       source={"path": f"synthetic/{cfg.preset}", "demo_store": name,
+                               **{k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(syn).items()},
+                               "oracle": custom is not None})
+        stores[name] = str(path)
+    return stores
+
+
+# ---- 2. teachers and labeling ---------------------------------------------------------------------
+
+def train_config(cfg: DemoConfig, store: str, run: str, arch: dict, split: str, policy: MergePolicy,
+                 steps: int, tasks=(("segm", 0.5), ("depth", 0.5))):
+    from pipeline.train import TrainConfig
+    return TrainConfig(store=store, run=run, out=str(Path(cfg.out) / "runs"), arch=arch, policy=policy,
+                       split=split, val_split="val", steps=steps, batch_size=cfg.batch_size,
+                       augment=AugmentConfig(scale_min=0.8, scale_max=1.5), seed=cfg.seed,
+                       workers=min(cfg.workers, 2), device=cfg.device, task_weights=tasks)
+
+
+def finished(tcfg) -> dict | None:
+    """The checkpoint of a run that already reached its budget, else None."""
+    from pipeline.models import load_checkpoint
+    path = Path(tcfg.out) / tcfg.run / "last.pt"
+    if path.exists():
+        ckpt = load_checkpoint(path)
+        if ckpt["step"] >= tcfg.steps:
+            return {"checkpoint": str(path), "step": ckpt["step"]}
+    return None
+
+
+def run_training(tcfg) -> dict:
+    from pipeline.train import train
+    done = finished(tcfg)
+    if done:
+        return done
+    return train(tcfg, resume=(Path(tcfg.out) / tcfg.run / "last.pt").exists())
+
+
+def train_teachers(cfg: DemoConfig, stores: dict) -> dict:
+    """ResNet-38 segmenter and ResNet-38 depth expert, trained on the second domain only."""
+    from pipeline.cli_label import train_teacher
+
+    teachers = {}
+    for task, arch in (("segm", "resnet38"), ("depth", "resnet38_depth")):
+        arch = {"name": arch, "width": cfg.teacher_width, "units": list(cfg.teacher_units)}
+        tcfg = train_config(cfg, stores["source.ice"], f"teacher-{task}", arch, "train", MergePolicy(),
+                            cfg.teacher_steps, tasks=((task, 1.0),))
+        run_dir = Path(tcfg.out) / tcfg.run
+        out = run_dir / "teacher.pt"
+        if not (out.exists() and finished(tcfg)):
+            say(f"teacher {task}: ResNet-38 (width {cfg.teacher_width}) on the fully labeled second domain")
+            train_teacher(tcfg, task, out, resume=(run_dir / "last.pt").exists())
+        teachers[task] = {"teacher": str(out), "checkpoint": str(run_dir / "last.pt")}
+    return teachers
+
+
+def label_target(cfg: DemoConfig, stores: dict, teachers: dict):
+    from pipeline.label import LabelConfig, format_result, run_label
+
+    say("labeling the target frames that lack targets (dask.distributed)")
+    lcfg = LabelConfig(store=stores["target.ice"], name=PSEUDO,
+                       teachers=tuple(sorted((t, v["teacher"]) for t, v in teachers.items())),
+                       frames="missing", workers=cfg.workers, batch_size=cfg.batch_size, device=cfg.device)
+    result = run_label(lcfg, echo=lambda *_: None)
+    if result.missing:
+        raise UserError(f"labeling left {len(result.missing)} shard(s) unlabeled: {result.missing}")
+    click.echo(format_result(result), err=True)
+    return result
+
+
+# ---- 3. students --------------------------------------------------------------------------------
+
+def train_students(cfg: DemoConfig, stores: dict) -> dict:
+    runs = {}
+    for name, (title, store, split, policy) in REGIMES.items():
+        if policy is None:
+            policy = MergePolicy(pseudo=PSEUDO, segm_threshold=cfg.segm_threshold)
+        say(f"student {title}: {cfg.student_steps} steps")
+        tcfg = train_config(cfg, stores[store], f"student-{name}", {"name": "student"}, split, policy,
+                            cfg.student_steps)
+        runs[name] = run_training(tcfg)["checkpoint"]
+    return runs
+
+
+def run_demo(cfg: DemoConfig) -> dict:
+    from pipeline.demo_report import evaluate_all, write_report
+
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    say(f"1/5 data: {cfg.frames} target frames ({100 * cfg.segm_fraction:.0f}% of train segmented), "
+        f"{cfg.source_frames} second-domain frames, {cfg.frame_size()[1]}x{cfg.frame_size()[0]}")
+    stores = ingest_world(cfg, out)
+    say("2/5 teachers")
+    teachers = train_teachers(cfg, stores)
+    label = label_target(cfg, stores, teachers)
+    say("3/5 students")
+    students = train_students(cfg, stores)
+    say("4/5 evaluation on the target test split")
+    results = evaluate_all(cfg, stores, teachers, students)
+    say("5/5 report")
+    report = write_report(cfg, stores, teachers, students, results, label)
+    return {"report": str(report), "results": results}
+
+
+def demo_config(full: bool, **kw) -> DemoConfig:
+    """Click options (None = default) -> DemoConfig; --full starts from the GPU-sized configuration."""
+    kw = {k: v for k, v in kw.items() if v is not None}
+    if kw.get("preset", "indoor") not in ("indoor", "outdoor"):
+        raise UserError(f"--preset {kw['preset']!r}: choose indoor or outdoor")
+    return DemoConfig.full(**kw) if full else DemoConfig(**kw)
