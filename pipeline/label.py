@@ -18,6 +18,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from pipeline.label_cluster import open_client, worker_threads
 from pipeline.label_plan import (check_existing, compact_ranges, group_attrs, identity, parse_name,
                                  pending_shards, prepare_arrays, run_lock, shard_range)
@@ -153,11 +155,13 @@ def run_label(cfg: LabelConfig, echo=print) -> LabelResult:
         with open_client(cfg) as (client, device, torch_threads):
             result.startup_s = time.perf_counter() - t0
             specs = tuple(TeacherSpec(**{**asdict(s), "device": device}) for s in specs)
-            jobs = [ShardJob(str(store.path), store.snapshot_id, cfg.name, int(k), *shard_range(
-                int(k), store.num_frames, store.shard_frames), cfg.frames, specs,
-                tuple(c["name"] for c in store.classes), torch_threads, depth_conf) for k in pending]
+            n, size = store.num_frames, store.shard_frames
+            path, classes = str(Path(store.path).resolve()), tuple(c["name"] for c in store.classes)
+            jobs = (ShardJob(path, store.snapshot_id, cfg.name, int(k), *shard_range(int(k), n, size), cfg.frames,
+                             specs, classes, torch_threads, depth_conf) for k in pending)   # made lazily
+            frames = int(np.minimum(n, (pending + 1) * size).sum() - (pending * size).sum())
             window = cfg.in_flight or 2 * worker_threads(client)
-            schedule(client, store, jobs, result, provenance, window=window, cfg=cfg, device=device)
+            schedule(client, store, jobs, frames, result, provenance, window=window, cfg=cfg, device=device)
             result.seconds = time.perf_counter() - t0 - result.startup_s
         store = store.reopen()
         result.snapshot = store.snapshot_id

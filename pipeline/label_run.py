@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections import deque
 
 import numpy as np
 import zarr
@@ -72,25 +71,27 @@ class Committer:
         self.t_last = time.perf_counter()
 
 
-def schedule(client, store, jobs, result, provenance: dict, *, window: int, cfg, device: str) -> None:
-    """Label every job's shard; commits as it goes; failures go to result.missing."""
+def schedule(client, store, jobs, total: int, result, provenance: dict, *, window: int, cfg, device: str) -> None:
+    """Label every job's shard (`jobs` an iterator, `total` frames); commits as it goes; failures go to
+    result.missing."""
     from distributed import as_completed
 
     resources = task_resources(device)
-    queue = deque(jobs)
+    queue = iter(jobs)
     by_key: dict = {}
     committer = Committer(store, cfg, provenance, result)
     run_id = uuid.uuid4().hex[:8]
 
     def submit():
-        job = queue.popleft()
+        job = next(queue, None)
+        if job is None:
+            return None
         fut = client.submit(label_shard, job, committer.fork(), key=f"label-{cfg.name}-{job.shard}-{run_id}",
                             retries=cfg.retries, resources=resources, pure=False)
         by_key[fut.key] = job
         return fut
 
-    futures = as_completed([submit() for _ in range(min(window, len(queue)))])
-    total = sum(j.stop - j.start for j in jobs)
+    futures = as_completed([f for f in (submit() for _ in range(window)) if f is not None])
     with progress_bar(f"label {cfg.name}", total, unit="frames") as advance:
         try:
             for fut in futures:
@@ -106,8 +107,9 @@ def schedule(client, store, jobs, result, provenance: dict, *, window: int, cfg,
                     committed = committer.add(fork, stats)
                     advance(stats["frames"], info=f"{result.commits} commits" if committed else "")
                 del fut
-                if queue:
-                    futures.add(submit())
+                nxt = submit()
+                if nxt is not None:
+                    futures.add(nxt)
             committer.flush()
         except KeyboardInterrupt:
             client.cancel(list(futures.futures))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,8 +53,20 @@ class ShardJob:
 
 
 _lock = threading.Lock()        # a worker may run several tasks in threads; load each teacher once
-_teachers: dict = {}
-_stores: dict = {}
+_teachers: OrderedDict = OrderedDict()   # a long-lived worker serves many jobs: keep the latest few
+_stores: OrderedDict = OrderedDict()
+CACHE_SIZE = 4
+
+
+def _cached(cache: OrderedDict, key, make):
+    with _lock:
+        if key in cache:
+            cache.move_to_end(key)
+        else:
+            cache[key] = make()
+            while len(cache) > CACHE_SIZE:
+                cache.popitem(last=False)
+        return cache[key]
 
 
 def get_teacher(t: TeacherSpec, store_classes):
@@ -63,25 +76,23 @@ def get_teacher(t: TeacherSpec, store_classes):
     # depth with flip: the task runs both passes itself (for depth_conf), so the teacher runs without flip
     flip = t.flip and t.task == "segm"
     key = (t.task, t.spec, t.version, t.remap, flip, t.device, t.batch_size)
-    with _lock:
-        if key not in _teachers:
-            teacher = load_teacher(t.spec, t.task, remap=t.remap, device=t.device, flip=flip,
-                                   store_classes=list(store_classes) if t.task == "segm" else None,
-                                   batch_size=t.batch_size)
-            if teacher.version != t.version:
-                raise RuntimeError(f"{t.spec}: weights changed since the job started "
-                                   f"(version {teacher.version[:12]}, expected {t.version[:12]})")
-            _teachers[key] = teacher
-        return _teachers[key]
+
+    def load():
+        teacher = load_teacher(t.spec, t.task, remap=t.remap, device=t.device, flip=flip,
+                               store_classes=list(store_classes) if t.task == "segm" else None,
+                               batch_size=t.batch_size)
+        if teacher.version != t.version:
+            raise RuntimeError(f"{t.spec}: weights changed since the job started "
+                               f"(version {teacher.version[:12]}, expected {t.version[:12]})")
+        return teacher
+
+    return _cached(_teachers, key, load)
 
 
 def get_store(path: str, snapshot: str):
     from stores.repo import FrameStore
 
-    with _lock:
-        if (path, snapshot) not in _stores:
-            _stores[(path, snapshot)] = FrameStore.open(path, snapshot)
-        return _stores[(path, snapshot)]
+    return _cached(_stores, (path, snapshot), lambda: FrameStore.open(path, snapshot))
 
 
 def depth_with_conf(teacher, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from conftest import ingest, random_frames
-from test_label_teachers import cluster, fail_file, reference  # noqa: F401 - fixtures
+from test_label_teachers import reference
 
 from pipeline.cli import cli
 from pipeline.label import LabelConfig, run_label
@@ -16,6 +16,8 @@ from stores.merge import MergePolicy
 from stores.repo import FrameStore
 from stores.sources.base import Frame
 from teachers.base import load_teacher
+
+pytest_plugins = ("test_label_teachers",)          # shared fixtures: cluster, fail_file, slow_file
 
 SEGM, DEPTH = "test_label_teachers:tiny_segm", "test_label_teachers:tiny_depth"
 

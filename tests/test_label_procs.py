@@ -11,10 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import CLASSES, H, W, ingest, random_frames
-from test_label_teachers import TESTS, cluster, fail_file, reference, slow_file  # noqa: F401 - fixtures
+from test_label_teachers import TESTS, reference
 
 from pipeline.label import LabelConfig, run_label
 from stores.repo import FrameStore
+
+pytest_plugins = ("test_label_teachers",)          # shared fixtures: cluster, fail_file, slow_file
 
 SEGM = "test_label_teachers:tiny_segm"
 MTDISTILL = str(Path(sys.executable).parent / "mtdistill")
@@ -100,3 +102,27 @@ def test_two_jobs_with_other_names_at_once(store6, cluster, slow_file):
         assert s.tags()[f"label/{name}"]
     a, b = (sorted(e["written_at"] for e in shard_commits(store6, n)) for n in ("a", "b"))
     assert a[0] < b[-1] and b[0] < a[-1], f"the two jobs did not overlap in time: {a} {b}"
+
+
+def test_killed_worker_is_replaced_and_the_job_completes(store6, cluster, slow_file):
+    from distributed import Client
+
+    hold = slow_file.with_name("hold")
+    hold.touch()                                               # tasks wait inside the teacher's forward
+    try:
+        proc = start_label(store6, "w", 0, "--scheduler", cluster)
+        with Client(cluster) as client:
+            deadline = time.time() + 90
+            while not any(client.processing().values()):
+                assert proc.poll() is None and time.time() < deadline
+                time.sleep(0.1)
+            busy = next(w for w, keys in client.processing().items() if keys)
+            os.kill(client.run(os.getpid)[busy], signal.SIGKILL)   # its nanny starts a new worker
+        hold.unlink()
+        out = proc.communicate(timeout=120)[0].decode()
+    finally:
+        hold.unlink(missing_ok=True)
+    assert proc.returncode == 0, out
+    s = FrameStore.open(store6.path)
+    assert s.root["pseudo/w/done"][:].all() and committed_shards(store6, "w") == list(range(6))
+    np.testing.assert_array_equal(s.root["pseudo/w/segm"][:], reference(s, "segm", SEGM, range(24))["segm"])
