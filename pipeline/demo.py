@@ -11,10 +11,13 @@ Every stage is a store version or a checkpoint; re-running the command skips fin
 """
 from __future__ import annotations
 
+import os
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import click
+import torch
 
 from pipeline.augment import AugmentConfig
 from stores.errors import UserError
@@ -39,9 +42,13 @@ class DemoConfig:
     student_steps: int = 400
     teacher_steps: int = 500
     batch_size: int = 8
-    teacher_width: float = 0.25              # ResNet-38 width multiplier
-    teacher_units: tuple[int, ...] = (1, 1, 1, 1)
+    teacher: str = "student"                 # "student": an MT-LW-RefineNet teacher for both tasks (CPU);
+                                             # "resnet38": ResNet-38 segmenter + ResNet-38 depth expert
+    teacher_width: float = 0.5               # ResNet-38 width multiplier
+    teacher_units: tuple[int, ...] = (3, 3, 6, 3)
+    lr_encoder: float = 1e-2                 # no ImageNet weights offline: the encoder learns from scratch
     segm_threshold: float = 0.5
+    teacher_sees_target: bool = True         # teachers also train on the target's few labeled frames
     seed: int = 0
     device: str = "auto"
     workers: int = 2                         # labeling workers and DataLoader workers
@@ -50,8 +57,8 @@ class DemoConfig:
     def full(cls, **kw) -> "DemoConfig":
         """A larger configuration meant for a GPU."""
         kw.setdefault("size", {"indoor": (480, 640), "outdoor": (352, 1216)}[kw.get("preset", "indoor")])
-        base = dict(frames=3000, source_frames=2000, student_steps=6000, teacher_steps=6000,
-                    teacher_width=0.5, teacher_units=(3, 3, 6, 3), batch_size=8)
+        base = dict(frames=3000, source_frames=2000, student_steps=6000, teacher_steps=8000,
+                    teacher="resnet38", batch_size=8)
         return cls(**{**base, **kw})
 
     def frame_size(self) -> tuple[int, int]:
@@ -70,7 +77,7 @@ def ingest_world(cfg: DemoConfig, out: Path) -> dict:
     from pipeline.ingest import open_or_create, run_ingest
     from stores.sources.base import Frame, SkipLog
     from stores.sources.synthetic import (SyntheticConfig, assignment, class_list_for, frame_name,
-                                          iter_frames, render_frame)
+                                          iter_frames, make_frame, render_frame)
 
     size, classes = cfg.frame_size(), class_list_for(cfg.preset)
     target = SyntheticConfig(preset=cfg.preset, frames=cfg.frames, size=size, seed=cfg.seed, style=0,
@@ -87,7 +94,17 @@ def ingest_world(cfg: DemoConfig, out: Path) -> dict:
             rgb, segm, clean, _ = render_frame(cfg.preset, i, cfg.seed, size, 0)
             yield Frame(rgb, "train" if split == "unlabeled" else split, frame_name(target, i), segm, clean)
 
-    plans = {"target.ice": (target, None), "oracle.ice": (target, oracle_frames), "source.ice": (source, None)}
+    def source_frames():
+        """The second domain, plus (teacher_sees_target) the target's segmented train frames."""
+        yield from iter_frames(source, workers=cfg.workers)
+        if cfg.teacher_sees_target:
+            for i in range(cfg.frames):
+                split, has_segm, _ = assignment(target, i)
+                if split == "train" and has_segm:
+                    yield make_frame(target, i)
+
+    plans = {"target.ice": (target, None), "oracle.ice": (target, oracle_frames),
+             "source.ice": (source, source_frames)}
     stores = {}
     for name, (syn, custom) in plans.items():
         path = out / name
@@ -97,7 +114,7 @@ def ingest_world(cfg: DemoConfig, out: Path) -> dict:
             run_ingest(store, frames, kind="synthetic", skips=SkipLog(), total=syn.frames,
                        source={"path": f"synthetic/{cfg.preset}", "demo_store": name,
                                **{k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(syn).items()},
-                               "oracle": custom is not None})
+                               "generator": custom.__name__ if custom else "iter_frames"})
         stores[name] = str(path)
     return stores
 
@@ -110,6 +127,7 @@ def train_config(cfg: DemoConfig, store: str, run: str, arch: dict, split: str, 
     return TrainConfig(store=store, run=run, out=str(Path(cfg.out) / "runs"), arch=arch, policy=policy,
                        split=split, val_split="val", steps=steps, batch_size=cfg.batch_size,
                        augment=AugmentConfig(scale_min=0.8, scale_max=1.5), seed=cfg.seed,
+                       lr_encoder=cfg.lr_encoder,
                        workers=min(cfg.workers, 2), device=cfg.device, task_weights=tasks)
 
 
@@ -133,7 +151,11 @@ def run_training(tcfg) -> dict:
 
 
 def train_teachers(cfg: DemoConfig, stores: dict) -> dict:
-    """ResNet-38 segmenter and ResNet-38 depth expert, trained on the second domain only."""
+    """Teachers trained on the second domain (and the target's few labels): {task: {teacher, checkpoint}}."""
+    if cfg.teacher == "student":
+        return student_teacher(cfg, stores)
+    if cfg.teacher != "resnet38":
+        raise UserError(f"teacher {cfg.teacher!r}: choose student or resnet38")
     from pipeline.cli_label import train_teacher
 
     teachers = {}
@@ -150,6 +172,43 @@ def train_teachers(cfg: DemoConfig, stores: dict) -> dict:
     return teachers
 
 
+class OneTask(torch.nn.Module):
+    """One task's output of a multi-task network, as a plain tensor (for a TorchScript teacher file)."""
+
+    def __init__(self, model, task: str):
+        super().__init__()
+        self.model, self.task = model, task
+
+    def forward(self, x):
+        return self.model(x)[self.task]
+
+
+def student_teacher(cfg: DemoConfig, stores: dict) -> dict:
+    """An MT-LW-RefineNet trained longer on more labeled data, written as two TorchScript teacher files."""
+    from pipeline.models import model_from_checkpoint
+
+    tcfg = train_config(cfg, stores["source.ice"], "teacher-mt", {"name": "student"}, "train", MergePolicy(),
+                        cfg.teacher_steps)
+    run_dir = Path(tcfg.out) / tcfg.run
+    if not finished(tcfg):
+        say(f"teacher: MT-LW-RefineNet, {cfg.teacher_steps} steps on the fully labeled second domain")
+    ckpt = run_training(tcfg)["checkpoint"]
+    model = model_from_checkpoint(ckpt)[0]
+    example = torch.zeros(1, 3, *cfg.frame_size())
+    teachers = {}
+    for task in ("segm", "depth"):
+        path = run_dir / f"teacher-{task}.ts"
+        if not path.exists():
+            with torch.no_grad(), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                traced = torch.jit.trace(OneTask(model, task).eval(), example)
+            tmp = path.with_suffix(".tmp")
+            torch.jit.save(traced, str(tmp))
+            os.replace(tmp, path)
+        teachers[task] = {"teacher": str(path), "checkpoint": ckpt}
+    return teachers
+
+
 def label_target(cfg: DemoConfig, stores: dict, teachers: dict):
     from pipeline.label import LabelConfig, format_result, run_label
 
@@ -157,7 +216,7 @@ def label_target(cfg: DemoConfig, stores: dict, teachers: dict):
     lcfg = LabelConfig(store=stores["target.ice"], name=PSEUDO,
                        teachers=tuple(sorted((t, v["teacher"]) for t, v in teachers.items())),
                        frames="missing", workers=cfg.workers, batch_size=cfg.batch_size, device=cfg.device)
-    result = run_label(lcfg, echo=lambda *_: None)
+    result = run_label(lcfg)
     if result.missing:
         raise UserError(f"labeling left {len(result.missing)} shard(s) unlabeled: {result.missing}")
     click.echo(format_result(result), err=True)

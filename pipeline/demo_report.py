@@ -16,6 +16,9 @@ from pipeline.models import model_from_checkpoint
 from pipeline.train import json_safe, resolve_device
 from stores.repo import FrameStore
 
+TEACHERS = {"student": "an MT-LW-RefineNet (the student's architecture) trained on more labeled data for "
+                        "longer, labeling both tasks (the paper's KITTI depth teacher was such a copy)",
+            "resnet38": "ResNet-38 segmenter and ResNet-38 depth expert"}
 PAPER_TABLE = """| NYUDv2 (paper, Table I) | mIoU % | RMSE m | RMSE log | params | GFLOPs | ms (GTX 1080Ti) |
 |---|---|---|---|---|---|---|
 | RefineNet-LW-50 (segm only) | 41.7 | - | - | - | - | 19.6 |
@@ -50,7 +53,10 @@ def evaluate_all(cfg, stores: dict, teachers: dict, students: dict) -> dict:
     test = store.indices("test")
     device = resolve_device(cfg.device)
     size = cfg.frame_size()
-    rows = {f"teacher {t}": v["checkpoint"] for t, v in teachers.items()}
+    if len({v["checkpoint"] for v in teachers.values()}) == 1:   # one multi-task teacher
+        rows = {"teacher (both tasks)": next(iter(teachers.values()))["checkpoint"]}
+    else:
+        rows = {f"teacher {t}": v["checkpoint"] for t, v in teachers.items()}
     rows.update({REGIMES[k][0]: v for k, v in students.items()})
     results = {}
     for name, ckpt_path in rows.items():
@@ -101,7 +107,7 @@ def qualitative_panel(cfg, stores: dict, students: dict, path: Path, frames: int
         rows.append([("input", rgb), ("ground truth", colorize_depth(gt_d, lo, hi))] +
                     [(k, colorize_depth(p["depth"][0].cpu().numpy(), lo, hi)) for k, p in preds.items()])
     present.discard(255)
-    img = panel(rows, footer=legend(store.classes, sorted(present), width=900))
+    img = panel(rows, height=max(160, cfg.frame_size()[0]), footer=legend(store.classes, sorted(present), width=900))
     from PIL import Image
     Image.fromarray(img).save(path)
     return path
@@ -153,8 +159,11 @@ def write_report(cfg, stores, teachers, students, results, label) -> Path:
 
 Configuration: preset `{cfg.preset}`, {w}x{h} frames, {cfg.frames} target frames ({100 * cfg.segm_fraction:.0f}% of
 the train split with segmentation, sensor depth with holes on all annotated frames, an unannotated split),
-{cfg.source_frames} frames of a second appearance domain (style 1) fully labeled for the teachers,
-{cfg.student_steps} student steps per regime (batch {cfg.batch_size}), {cfg.teacher_steps} teacher steps, seed {cfg.seed}.
+{cfg.source_frames} frames of a second appearance domain (style 1) fully labeled for the teachers{
+" (plus the target's segmented train frames)" if cfg.teacher_sees_target else ""},
+{cfg.student_steps} student steps per regime (batch {cfg.batch_size}), {cfg.teacher_steps} teacher steps, seed {cfg.seed};
+teacher: {TEACHERS[cfg.teacher]}. All networks start from random weights (no ImageNet weights offline),
+SGD with lr {cfg.lr_encoder:g} (encoder) / 1e-2 (decoder), step decay.
 Machine: {machine()}. Labeling: {label.frames_labeled} frames in {label.seconds:.1f} s.
 
 Evaluated on the target domain's test split ({results[list(results)[0]]['frames']} frames, sensor depth).
