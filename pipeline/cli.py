@@ -42,3 +42,4 @@ for _cmd in (cli_student.predict, cli_student.export_cmd, cli_student.bench):
     cli.add_command(_cmd)
 
 # ---- demo ---------------------------------------------------------------------------------------
+cli.add_command(cli_train.demo)

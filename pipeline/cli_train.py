@@ -175,13 +175,15 @@ def check_classes(ckpt: dict, store, path) -> None:
 @click.option("--student-steps", type=click.IntRange(min=1), default=None)
 @click.option("--teacher-steps", type=click.IntRange(min=1), default=None)
 @click.option("--segm-threshold", type=click.FloatRange(0, 1), default=None, help="Pseudo-label confidence.")
+@click.option("--teacher", type=click.Choice(["student", "resnet38"]), default=None,
+              help="Teacher networks: student architecture (CPU default) or ResNet-38 (--full default).")
 @click.option("--seed", type=int, default=None)
 @click.option("--device", default=None, help="auto (default), cpu, cuda.")
 @click.option("--workers", type=click.IntRange(min=1), default=None, help="Labeling / loader workers.")
 @click.option("--full", is_flag=True, help="The larger configuration meant for a GPU.")
 @user_errors
 def demo(out, preset, size, frames, source_frames, segm_fraction, student_steps, teacher_steps, segm_threshold,
-         seed, device, workers, full):
+         teacher, seed, device, workers, full):
     """The paper's experiment end to end on the synthetic world: ingest, teachers, labeling, three
     students (real only / real + pseudo / oracle), evaluation, report.md. Re-running skips finished stages.
 
@@ -194,6 +196,6 @@ def demo(out, preset, size, frames, source_frames, segm_fraction, student_steps,
 
     cfg = demo_config(full, out=out, preset=preset, size=parse_size(size) if size else None, frames=frames,
                       source_frames=source_frames, segm_fraction=segm_fraction, student_steps=student_steps,
-                      teacher_steps=teacher_steps, segm_threshold=segm_threshold, seed=seed, device=device,
-                      workers=workers)
+                      teacher_steps=teacher_steps, segm_threshold=segm_threshold, teacher=teacher, seed=seed,
+                      device=device, workers=workers)
     run_demo(cfg)
