@@ -111,6 +111,8 @@ def teacher_train(store, task, arch, width, units, no_dropout, encoder, pretrain
               help="missing: per task only frames without that real target; all: every frame.")
 @click.option("--workers", type=click.IntRange(min=1), default=None, help="LocalCluster worker processes [1].")
 @click.option("--threads-per-worker", type=click.IntRange(min=1), default=None, help="Tasks per worker [1].")
+@click.option("--torch-threads", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Torch threads per task (0: cores / (workers x threads) locally, torch's default remotely).")
 @click.option("--scheduler", default=None, help="Use a running dask scheduler, e.g. tcp://host:8786.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
 @click.option("--commit-every", type=click.IntRange(min=1), default=8, show_default=True, help="Shards per commit.")
@@ -121,7 +123,7 @@ def teacher_train(store, task, arch, width, units, no_dropout, encoder, pretrain
 @click.option("--overwrite", is_flag=True, help="Relabel a set that other teachers or settings made.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable summary.")
 @user_errors
-def label(store, teachers, name, remap, flip, frames, workers, threads_per_worker, scheduler, batch_size,
+def label(store, teachers, name, remap, flip, frames, workers, threads_per_worker, torch_threads, scheduler, batch_size,
           commit_every, ref, device, retries, overwrite, as_json):
     """Label frames with teachers into pseudo/NAME on dask (resumable: re-run to finish).
 
@@ -141,6 +143,7 @@ def label(store, teachers, name, remap, flip, frames, workers, threads_per_worke
         raise UserError("--workers/--threads-per-worker start a local cluster; not with --scheduler")
     cfg = LabelConfig(store=store, name=name, teachers=parse_teachers(teachers), remap=remap, flip=flip,
                       frames=frames, workers=workers or 1, threads_per_worker=threads_per_worker or 1,
+                      torch_threads=torch_threads,
                       scheduler=scheduler, batch_size=batch_size, commit_every=commit_every, ref=ref,
                       device=device, retries=retries, overwrite=overwrite)
     result = run_label(cfg)

@@ -23,7 +23,7 @@ import numpy as np
 from pipeline.label_cluster import open_client, worker_threads
 from pipeline.label_plan import (check_existing, compact_ranges, group_attrs, identity, parse_name,
                                  pending_shards, prepare_arrays, run_lock, shard_range)
-from pipeline.label_task import ShardJob, TeacherSpec, label_shard
+from pipeline.label_task import ShardJob, TeacherPlugin, TeacherSpec
 from pipeline.progress import progress_bar
 from stores.errors import UserError
 from stores.repo import FrameStore, base_metadata
@@ -41,6 +41,7 @@ class LabelConfig:
     frames: str = "missing"                    # "missing": frames without that real target; "all"
     workers: int = 1                           # LocalCluster worker processes
     threads_per_worker: int = 1
+    torch_threads: int = 0                     # per task; 0 = cores / (workers x threads) locally, torch's own remotely
     scheduler: str | None = None               # address of a running scheduler instead of a LocalCluster
     batch_size: int = 8
     commit_every: int = 8                      # shards per commit
@@ -61,7 +62,8 @@ class LabelResult:
     input_snapshot: str
     shards_total: int
     shards_done: int = 0                       # by this run
-    frames_labeled: int = 0                    # frames of those shards
+    frames_labeled: int = 0                    # frames of those shards (read, labeled where chosen, written)
+    labeled: dict = field(default_factory=dict)   # task -> frames given a pseudo-label by this run
     seconds: float = 0.0                       # labeling time, from the first task on
     startup_s: float = 0.0                     # starting (or joining) the cluster
     commits: int = 0
@@ -101,12 +103,14 @@ def check_config(cfg: LabelConfig) -> None:
         raise UserError("--remap applies to a segm teacher; none given")
     if cfg.device not in ("auto", "cpu") and not cfg.device.startswith("cuda"):
         raise UserError(f"--device {cfg.device!r}: choose auto, cpu or cuda[:N]")
+    if cfg.torch_threads < 0:
+        raise UserError(f"--torch-threads must be >= 0, got {cfg.torch_threads}")
     for key in ("workers", "threads_per_worker", "batch_size", "commit_every"):
         if getattr(cfg, key) < 1:
             raise UserError(f"--{key.replace('_', '-')} must be >= 1, got {getattr(cfg, key)}")
 
 
-def open_teachers(cfg: LabelConfig, store, device: str) -> dict:
+def open_teachers(cfg: LabelConfig, store) -> dict:
     """Load each teacher once here, on the CPU: validates files, classes and remap before any cluster
     starts, and gives the weight hashes for provenance. Workers load their own copies."""
     from teachers.base import load_teacher
@@ -119,7 +123,7 @@ def open_teachers(cfg: LabelConfig, store, device: str) -> dict:
     return out
 
 
-def run_label(cfg: LabelConfig, echo=print) -> LabelResult:
+def run_label(cfg: LabelConfig) -> LabelResult:
     """Run (or continue) labeling job `cfg.name`; see the module docstring."""
     check_config(cfg)
     store = FrameStore.open(cfg.store, cfg.ref)
@@ -129,7 +133,7 @@ def run_label(cfg: LabelConfig, echo=print) -> LabelResult:
         raise UserError(f"{cfg.store}: the store has no frames")
     with run_lock(store.path, cfg.name):
         store = store.reopen()                       # the head now that we hold the name
-        teachers = open_teachers(cfg, store, cfg.device)
+        teachers = open_teachers(cfg, store)
         ident = identity(teachers, cfg.frames)
         depth_conf = cfg.flip and "depth" in teachers
         attrs = group_attrs(store, teachers, ident, depth_conf, store.snapshot_id)
@@ -153,16 +157,19 @@ def run_label(cfg: LabelConfig, echo=print) -> LabelResult:
 
         t0 = time.perf_counter()
         with open_client(cfg) as (client, device, torch_threads):
-            result.startup_s = time.perf_counter() - t0
             specs = tuple(TeacherSpec(**{**asdict(s), "device": device}) for s in specs)
             n, size = store.num_frames, store.shard_frames
             path, classes = str(Path(store.path).resolve()), tuple(c["name"] for c in store.classes)
+            plugin = f"mtdistill-label-{cfg.name}-{os.getpid()}-{time.time_ns()}"
+            client.register_plugin(TeacherPlugin(specs, classes, store.frame_size, torch_threads), name=plugin)
+            result.startup_s = time.perf_counter() - t0          # cluster up, teachers loaded and warm
             jobs = (ShardJob(path, store.snapshot_id, cfg.name, int(k), *shard_range(int(k), n, size), cfg.frames,
                              specs, classes, torch_threads, depth_conf) for k in pending)   # made lazily
             frames = int(np.minimum(n, (pending + 1) * size).sum() - (pending * size).sum())
             window = cfg.in_flight or 2 * worker_threads(client)
             schedule(client, store, jobs, frames, result, provenance, window=window, cfg=cfg, device=device)
             result.seconds = time.perf_counter() - t0 - result.startup_s
+            client.unregister_worker_plugin(plugin)
         store = store.reopen()
         result.snapshot = store.snapshot_id
         result.missing.update({int(k): "not done" for k in pending_shards(store, cfg.name)
@@ -191,8 +198,9 @@ def format_result(r: LabelResult) -> str:
     if r.nothing_to_do:
         return (f"pseudo set {r.name!r}: all {r.shards_total} shards already labeled; nothing to do "
                 f"(no commit). snapshot {r.snapshot}, tag {r.tag}")
-    lines = [f"labeled {r.frames_labeled} frames ({r.shards_done} shards) into pseudo/{r.name} in "
-             f"{r.seconds:.1f} s: {r.frames_per_s:.1f} frames/s (+{r.startup_s:.1f} s cluster start), "
+    got = ", ".join(f"{task} on {k}" for task, k in sorted(r.labeled.items()))
+    lines = [f"labeled {r.frames_labeled} frames ({r.shards_done} shards; pseudo-labels: {got or 'none'}) into "
+             f"pseudo/{r.name} in {r.seconds:.1f} s: {r.frames_per_s:.1f} frames/s (+{r.startup_s:.1f} s cluster start), "
              f"{r.commits} commits; snapshot {r.snapshot}"
              + (f", tag {r.tag}" if r.tag else "")]
     if r.missing:

@@ -52,7 +52,7 @@ def open_client(cfg):
                                 f"(start workers with --resources GPU=1) for --device {device}")
             if not client.nthreads():
                 raise UserError(f"--scheduler {cfg.scheduler}: the cluster has no workers")
-            yield client, device, None
+            yield client, device, cfg.torch_threads or None
         finally:
             client.close()
         return
@@ -63,7 +63,7 @@ def open_client(cfg):
     cluster = LocalCluster(n_workers=cfg.workers, threads_per_worker=cfg.threads_per_worker, processes=True,
                            dashboard_address=None, silence_logs=logging.ERROR, **kw)
     client = Client(cluster)
-    torch_threads = max(1, cpu_count() // (cfg.workers * cfg.threads_per_worker))
+    torch_threads = cfg.torch_threads or max(1, cpu_count() // (cfg.workers * cfg.threads_per_worker))
     try:
         yield client, device, torch_threads
     finally:

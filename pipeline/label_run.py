@@ -104,6 +104,8 @@ def schedule(client, store, jobs, total: int, result, provenance: dict, *, windo
                 else:
                     result.shards_done += 1
                     result.frames_labeled += stats["frames"]
+                    for task, k in stats["labeled"].items():
+                        result.labeled[task] = result.labeled.get(task, 0) + k
                     committed = committer.add(fork, stats)
                     advance(stats["frames"], info=f"{result.commits} commits" if committed else "")
                 del fut

@@ -1,8 +1,9 @@
 """The labeling job's task: label ONE shard of frames inside a dask worker (worker side of pipeline/label.py).
 
-Flow: the coordinator (label.py) submits `label_shard(ShardJob)` once per shard -> the worker opens the
-store at the job's input snapshot, reads the shard's frames, runs each teacher (loaded once per worker
-process, cached by weight hash), writes the WHOLE shard of every pseudo array through its icechunk
+Flow: the coordinator (label.py) registers `TeacherPlugin` (every worker, and every worker that joins
+later, loads the teachers once, cached by weight hash, and warms them up with one batch), then submits
+`label_shard(ShardJob)` once per shard -> the worker opens the store at the job's input snapshot, reads
+the shard's frames, runs each cached teacher, writes the WHOLE shard of every pseudo array through its icechunk
 ForkSession, and returns the fork; the coordinator merges forks, sets the shards' done flags and commits.
 Workers never create arrays, never set done flags and never commit.
 
@@ -19,6 +20,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
+from distributed.diagnostics.plugin import WorkerPlugin
 
 DEPTH_CONF_SCALE = 0.1          # relative flip disagreement at which depth_conf falls to 1/e
 FLOAT16_MAX = 65504.0
@@ -95,6 +97,32 @@ def get_store(path: str, snapshot: str):
     return _cached(_stores, (path, snapshot), lambda: FrameStore.open(path, snapshot))
 
 
+def set_torch_threads(n: int | None) -> None:
+    if n:
+        import torch
+        if torch.get_num_threads() != n:
+            torch.set_num_threads(n)
+
+
+class TeacherPlugin(WorkerPlugin):
+    """Loads the job's teachers on each worker as it (re)starts and runs one warm-up batch, so the
+    first shard does not pay for imports, weights and kernel selection."""
+
+    def __init__(self, teachers: tuple[TeacherSpec, ...], store_classes, frame_size, torch_threads=None):
+        self.teachers, self.store_classes = teachers, tuple(store_classes)
+        self.frame_size, self.torch_threads = tuple(frame_size), torch_threads
+
+    def setup(self, worker=None):
+        set_torch_threads(self.torch_threads)
+        noise = np.random.default_rng(0).integers(0, 256, (2, *self.frame_size, 3), dtype=np.uint8)
+        for t in self.teachers:
+            teacher = get_teacher(t, self.store_classes)       # a teacher that cannot load fails the job here
+            try:
+                teacher.predict(noise[: t.batch_size])
+            except Exception:  # warm-up only: a teacher that fails on frames is reported per shard
+                pass
+
+
 def depth_with_conf(teacher, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Flip TTA for depth: mean of the image's and the mirrored image's depth (mirrored back) and their
     agreement as uint8 confidence. Same values as Teacher(flip=True) for the depth."""
@@ -135,10 +163,7 @@ def label_shard(job: ShardJob, fork):
     import zarr
 
     t0 = time.perf_counter()
-    if job.torch_threads:
-        import torch
-        if torch.get_num_threads() != job.torch_threads:
-            torch.set_num_threads(job.torch_threads)
+    set_torch_threads(job.torch_threads)
     root = get_store(job.store, job.snapshot).root
     need = {}
     for t in job.teachers:

@@ -53,6 +53,7 @@ def check_labels(store, name, frames_mode="missing", flip=False):
 def test_missing_frames_labels_provenance_and_tag(store, cluster):
     r = run_label(cfg(store, cluster))
     assert (r.shards_total, r.shards_done, r.frames_labeled, r.missing) == (3, 3, 20, {})
+    assert r.labeled == {"segm": 10, "depth": 13}                    # frames without that real target
     check_labels(store, "v1")
     s = store.reopen()
     assert r.commits == 3 and r.snapshot == s.snapshot_id            # create + ceil(3 shards / 2)
@@ -141,3 +142,19 @@ def test_cli_usage_errors(store, cluster):
                     cluster, "--json"])
     assert res.exit_code == 0, res.output
     assert '"shards_done": 3' in res.output
+
+
+def test_remap_applied_and_recorded(store, cluster, tmp_path):
+    remap = tmp_path / "remap.json"
+    remap.write_text('{"teacher_classes": ["a", "b", "c", "d", "e"], "map": {"a": "c1", "b": "c1", "c": "c2", '
+                     '"d": null, "e": "c4"}}')
+    r = run_label(cfg(store, cluster, name="rm", frames="all", teachers=(("segm", SEGM),), remap=str(remap)))
+    assert not r.missing
+    s = store.reopen()
+    want = load_teacher(SEGM, "segm", remap=str(remap), store_classes=s.classes, batch_size=4).predict(
+        s.root["frames/rgb"][:])
+    np.testing.assert_array_equal(s.root["pseudo/rm/segm"][:], want["segm"])
+    np.testing.assert_array_equal(s.root["pseudo/rm/conf"][:], want["conf"])
+    assert set(np.unique(want["segm"])) <= {1, 2, 4, 255}
+    md = label_commits(s)[0]["metadata"]
+    assert md["remap"] == str(remap) and md["teachers"]["segm"]["remap"]["table"] == [1, 1, 2, 255, 4]

@@ -107,21 +107,19 @@ def test_two_jobs_with_other_names_at_once(store6, cluster, slow_file):
 def test_killed_worker_is_replaced_and_the_job_completes(store6, cluster, slow_file):
     from distributed import Client
 
-    hold = slow_file.with_name("hold")
-    hold.touch()                                               # tasks wait inside the teacher's forward
+    slow_file.write_text("0.3")                                # each shard takes a while on the workers
     try:
         proc = start_label(store6, "w", 0, "--scheduler", cluster)
         with Client(cluster) as client:
             deadline = time.time() + 90
             while not any(client.processing().values()):
                 assert proc.poll() is None and time.time() < deadline
-                time.sleep(0.1)
+                time.sleep(0.05)
             busy = next(w for w, keys in client.processing().items() if keys)
             os.kill(client.run(os.getpid)[busy], signal.SIGKILL)   # its nanny starts a new worker
-        hold.unlink()
         out = proc.communicate(timeout=120)[0].decode()
     finally:
-        hold.unlink(missing_ok=True)
+        slow_file.unlink()
     assert proc.returncode == 0, out
     s = FrameStore.open(store6.path)
     assert s.root["pseudo/w/done"][:].all() and committed_shards(store6, "w") == list(range(6))

@@ -1,0 +1,163 @@
+"""Benchmark: the labeling job (`mtdistill label`) end to end against the teacher's forward pass alone.
+
+Where it sits: measures pipeline/label.py (read frames -> teacher -> write whole shards -> merge forks ->
+commit) on a synthetic store. Prints
+1. end-to-end labeling frames/s (1 local worker, cluster start excluded) vs the same teacher's
+   forward-only frames/s (Teacher.predict on frames already in memory, same batch size and torch
+   threads, interleaved rounds in the same run, best of each) and their ratio (target >= 0.9), at
+   1 torch thread and at all cores;
+2. scaling from 1 to 2 local workers (1 torch thread each);
+3. peak RSS of the coordinating (client) process at two dataset sizes, each in a fresh process with a
+   tiny teacher (flat memory: it should not grow with the number of frames).
+Usage: python benchmarks/bench_label.py [--frames 256 --size 128x128 --width 0.25 --batch 8 --rss 1000,10000]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pipeline.label import LabelConfig, cpu_count, run_label
+from stores.classes import NYUD40
+from stores.repo import FrameStore
+from stores.sources.base import Frame
+from teachers.base import load_teacher, save_teacher
+from teachers.resnet38 import ResNet38, ResNet38Config
+
+
+def make_store(path: Path, frames: int, size, synthetic: bool) -> FrameStore:
+    """Synthetic-world frames (benchmarks 1-2) or random pixels (RSS runs: content does not matter)."""
+    h, w = size
+    store = FrameStore.create(path, name="bench", classes=NYUD40, frame_size=(h, w), shard_frames=32)
+    if synthetic:
+        from stores.sources.synthetic import SyntheticConfig, iter_frames
+        source = iter_frames(SyntheticConfig(frames=frames, size=(h, w)), workers=2)
+    else:
+        rng = np.random.default_rng(0)
+        source = (Frame(rgb=rng.integers(0, 256, (h, w, 3), dtype=np.uint8), split="train", name=f"r{i}")
+                  for i in range(frames))
+    with store.append("bench frames", {"kind": "ingest"}) as writer:
+        for f in source:
+            writer.add(f)
+    return store.reopen()
+
+
+def make_teacher(path: Path, width: float) -> str:
+    torch.manual_seed(0)
+    cfg = ResNet38Config(num_classes=40, width=width, units=1, dropout=False)
+    save_teacher(path, ResNet38(cfg), cfg, "segm", classes=NYUD40)
+    return str(path)
+
+
+def forward_only(store, teacher_path: str, batch: int, threads: int) -> float:
+    torch.set_num_threads(threads)
+    teacher = load_teacher(teacher_path, "segm", batch_size=batch, store_classes=store.classes)
+    rgb = store.root["frames/rgb"][:]
+    teacher.predict(rgb[:batch])                                   # warm-up
+    t = time.perf_counter()
+    for start in range(0, len(rgb), store.shard_frames):           # shard by shard, like the job
+        teacher.predict(rgb[start:start + store.shard_frames])
+    return len(rgb) / (time.perf_counter() - t)
+
+
+def label(store, teacher_path, name, batch, workers=1, **kw):
+    cfg = LabelConfig(store=str(store.path), name=name, teachers=(("segm", teacher_path),), frames="all",
+                      workers=workers, batch_size=batch, **kw)
+    return run_label(cfg)
+
+
+def stage_shares(store, name: str) -> str:
+    """Where the job's time went, from its commits' metadata (task read / infer / write seconds)."""
+    sums = {"read": 0.0, "infer": 0.0, "write": 0.0}
+    wall = 0.0
+    for e in store.reopen().log():
+        md = e["metadata"]
+        if md.get("name") == name and "task_seconds" in md:
+            wall += md["seconds"]
+            for k in sums:
+                sums[k] += md["task_seconds"][k]
+    total = sum(sums.values())
+    return "task time: " + ", ".join(f"{k} {100 * v / total:.1f}%" for k, v in sums.items()) + \
+        f" (task seconds {total:.1f}, coordinator wall {wall:.1f})"
+
+
+def child_rss(store_path: str, teacher_path: str) -> None:
+    """Runs in a fresh process: label everything, report this process's peak RSS."""
+    store = FrameStore.open(store_path)
+    r = label(store, teacher_path, "rss", batch=32)
+    print(json.dumps({"frames": store.num_frames, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                      "frames_per_s": r.frames_per_s, "commits": r.commits, "missing": len(r.missing)}))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--frames", type=int, default=256)
+    ap.add_argument("--size", default="128x128", help="WIDTHxHEIGHT")
+    ap.add_argument("--width", type=float, default=0.25, help="ResNet-38 width of the benchmark teacher")
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--rounds", type=int, default=2, help="interleaved rounds; the best of each is reported")
+    ap.add_argument("--rss", default="1000,10000", help="dataset sizes of the RSS runs ('' = skip)")
+    ap.add_argument("--child-rss", nargs=2, metavar=("STORE", "TEACHER"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child_rss:
+        return child_rss(*args.child_rss)
+    w, h = (int(v) for v in args.size.split("x"))
+    threads = cpu_count()
+    tmp = Path(tempfile.mkdtemp(prefix="bench_label_"))
+    try:
+        print(f"labeling benchmark: {platform.processor() or platform.machine()}, {threads} cpus, torch "
+              f"{torch.__version__} ({torch.get_num_threads()} threads), device cpu")
+        store = make_store(tmp / "syn.ice", args.frames, (h, w), synthetic=True)
+        teacher = make_teacher(tmp / "segm.pt", args.width)
+        print(f"store: {store.num_frames} synthetic frames {w}x{h}, shards of {store.shard_frames}; teacher "
+              f"ResNet-38 width {args.width} units 1 (40 classes); batch {args.batch}; best of {args.rounds} rounds")
+        thread_counts = sorted({1, threads})
+        fwd = {t: [] for t in thread_counts}
+        e2e = {t: [] for t in thread_counts}
+        two = []
+        for k in range(args.rounds):                       # interleaved, so load from elsewhere hits all alike
+            for t in thread_counts:
+                fwd[t].append(forward_only(store, teacher, args.batch, t))
+                e2e[t].append(label(store, teacher, f"w1-t{t}-{k}", args.batch, torch_threads=t))
+            two.append(label(store, teacher, f"w2-t1-{k}", args.batch, workers=2, torch_threads=1))
+        best = {t: max(e2e[t], key=lambda r: r.frames_per_s) for t in thread_counts}
+        for t in thread_counts:
+            f, r = max(fwd[t]), best[t]
+            print(f"{t} torch thread(s): forward only {f:6.1f} frames/s, label 1 worker {r.frames_per_s:6.1f} frames/s "
+                  f"-> ratio {r.frames_per_s / f:.2f} (target >= 0.9)")
+            print(f"    rounds: forward {', '.join(f'{v:.1f}' for v in fwd[t])}; label "
+                  f"{', '.join(f'{x.frames_per_s:.1f}' for x in e2e[t])}; {stage_shares(store, r.name)}; "
+                  f"cluster start {r.startup_s:.1f} s (not counted)")
+        b2 = max(two, key=lambda r: r.frames_per_s)
+        print(f"scaling: 2 workers x 1 thread {b2.frames_per_s:6.1f} frames/s = x{b2.frames_per_s / best[1].frames_per_s:.2f} "
+              f"of 1 worker x 1 thread (rounds {', '.join(f'{x.frames_per_s:.1f}' for x in two)})")
+        sizes = [int(v) for v in args.rss.split(",") if v]
+        if sizes:
+            small = make_teacher(tmp / "tiny.pt", 1 / 16)
+            print("client peak RSS (fresh process each, random 64x64 frames, tiny teacher, batch 32):")
+            for n in sizes:
+                path = tmp / f"rss{n}.ice"
+                make_store(path, n, (64, 64), synthetic=False)
+                out = subprocess.run([sys.executable, __file__, "--child-rss", str(path), small], check=True,
+                                     capture_output=True, text=True).stdout.strip().splitlines()[-1]
+                res = json.loads(out)
+                print(f"  {n:>6} frames: peak RSS {res['peak_rss_mb']:7.1f} MB, {res['frames_per_s']:7.1f} frames/s, "
+                      f"{res['commits']} commits")
+                shutil.rmtree(path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
