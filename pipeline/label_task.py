@@ -112,7 +112,14 @@ class TeacherPlugin(WorkerPlugin):
         self.teachers, self.store_classes = teachers, tuple(store_classes)
         self.frame_size, self.torch_threads = tuple(frame_size), torch_threads
 
-    def setup(self, worker=None):
+    async def setup(self, worker=None):
+        """Runs in the worker's task executor (the thread the shards will use), not its event loop."""
+        import asyncio
+
+        executor = getattr(worker, "executors", {}).get("default")
+        await asyncio.get_running_loop().run_in_executor(executor, self.load)
+
+    def load(self) -> None:
         set_torch_threads(self.torch_threads)
         noise = np.random.default_rng(0).integers(0, 256, (2, *self.frame_size, 3), dtype=np.uint8)
         for t in self.teachers:
