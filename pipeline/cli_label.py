@@ -146,7 +146,12 @@ def label(store, teachers, name, remap, flip, frames, workers, threads_per_worke
                       torch_threads=torch_threads,
                       scheduler=scheduler, batch_size=batch_size, commit_every=commit_every, ref=ref,
                       device=device, retries=retries, overwrite=overwrite)
-    result = run_label(cfg)
+    try:
+        result = run_label(cfg)
+    except KeyboardInterrupt:
+        click.echo(f"interrupted: finished shards are committed; run the same command again to label the "
+                   f"rest of pseudo set {name!r}", err=True)
+        sys.exit(130)
     if as_json:
         echo_json(result.to_dict())
     else:
