@@ -20,11 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.label_cluster import open_client, worker_threads
-from pipeline.label_plan import (check_existing, compact_ranges, group_attrs, identity, parse_name,
-                                 pending_shards, prepare_arrays, run_lock, shard_range)
+from pipeline.label_cluster import cpu_count, open_client, worker_threads  # noqa: F401 - cpu_count for callers
+from pipeline.label_plan import (check_existing, group_attrs, identity, parse_name, pending_shards,
+                                 prepare_arrays, run_lock, shard_range)
+from pipeline.label_run import schedule
 from pipeline.label_task import ShardJob, TeacherPlugin, TeacherSpec
-from pipeline.progress import progress_bar
 from stores.errors import UserError
 from stores.repo import FrameStore, base_metadata
 
@@ -153,8 +153,6 @@ def run_label(cfg: LabelConfig) -> LabelResult:
             result.nothing_to_do = True
             result.tag = tag_finished(store, cfg.name)
             return result
-        from pipeline.label_run import schedule
-
         t0 = time.perf_counter()
         with open_client(cfg) as (client, device, torch_threads):
             specs = tuple(TeacherSpec(**{**asdict(s), "device": device}) for s in specs)
@@ -210,7 +208,3 @@ def format_result(r: LabelResult) -> str:
         for k, err in sorted(r.missing.items())[:5]:
             lines.append(f"  shard {k}: {err}")
     return "\n".join(lines)
-
-
-def cpu_count() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

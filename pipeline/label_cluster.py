@@ -24,6 +24,10 @@ from stores.errors import UserError
 TRIM = "MALLOC_TRIM_THRESHOLD_"
 
 
+def cpu_count() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def worker_threads(client) -> int:
     return max(1, sum(client.nthreads().values()))
 
@@ -67,8 +71,6 @@ def open_client(cfg):
             client.close()
         return
     device = local_device(cfg.device)
-    from pipeline.label import cpu_count
-
     kw = {"resources": {"GPU": 1}} if device.startswith("cuda") else {}
     os.environ.pop(TRIM, None)      # a nanny started earlier in this process exported it to its children
     with dask.config.set({f"distributed.nanny.pre-spawn-environ.{TRIM}": None}):

@@ -13,7 +13,6 @@ from pipeline.label import LabelConfig, run_label
 from stores.dataset import FrameDataset, check_pseudo_compatible
 from stores.errors import UserError
 from stores.merge import MergePolicy
-from stores.repo import FrameStore
 from stores.sources.base import Frame
 from teachers.base import load_teacher
 
