@@ -4,7 +4,7 @@ Flow: checkpoint -> student (eval) -> **export_onnx** -> model.onnx (input "imag
 dynamic B/H/W; outputs "segm" (B,C,H/4,W/4), "depth" (B,1,H/4,W/4)) -> ORT / quantize / bench.
 
 Before export the network is copied and rewritten for inference, with identical results:
-- every 5x5 stride-1 max-pool becomes a 1x5 then a 5x1 max-pool (separable: 10 comparisons, not 25);
+- any 5x5 stride-1 nn.MaxPool2d left becomes a 1x5 then a 5x1 max-pool (the student's CRP already pools so);
 - the depth head's 3x3 conv (1 output) is computed with 16 output channels and sliced back to 1:
   ONNX Runtime's CPU kernels pad to 16-channel blocks anyway and take a slow path for one channel.
 """
@@ -17,26 +17,14 @@ import os
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from student.refinenet import SeparableMaxPool2d
 
 OPSET = 18
 INPUT_NAME = "image"
 OUTPUT_NAMES = ("segm", "depth")
 MIN_SIZE = 64  # smallest exported height/width: the 1/32 tap must be at least 2x2
-
-
-class SeparableMaxPool2d(nn.Module):
-    """k x k max-pool (stride 1, 'same' padding) as a 1 x k then a k x 1 max-pool; same result."""
-
-    def __init__(self, kernel_size: int, padding: int):
-        super().__init__()
-        self.kernel_size, self.padding = kernel_size, padding
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        k, p = self.kernel_size, self.padding
-        x = F.max_pool2d(x, (1, k), stride=1, padding=(0, p))
-        return F.max_pool2d(x, (k, 1), stride=1, padding=(p, 0))
 
 
 class WideConv2d(nn.Module):
