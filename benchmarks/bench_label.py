@@ -77,8 +77,9 @@ def label(store, teacher_path, name, batch, workers=1, **kw):
 
 
 def stage_shares(store, name: str) -> str:
-    """Where the job's time went, from its commits' metadata (task read / infer / write seconds)."""
-    sums = {"read": 0.0, "infer": 0.0, "write": 0.0}
+    """Where the job's time went, from its commits' metadata: how busy the teacher was, and the tasks'
+    read / wait-for-teacher / infer / write seconds."""
+    sums = {"read": 0.0, "wait": 0.0, "infer": 0.0, "write": 0.0}
     wall = 0.0
     for e in store.reopen().log():
         md = e["metadata"]
@@ -86,9 +87,8 @@ def stage_shares(store, name: str) -> str:
             wall += md["seconds"]
             for k in sums:
                 sums[k] += md["task_seconds"][k]
-    total = sum(sums.values())
-    return "task time: " + ", ".join(f"{k} {100 * v / total:.1f}%" for k, v in sums.items()) + \
-        f" (task seconds {total:.1f}, coordinator wall {wall:.1f})"
+    return (f"teacher busy {100 * sums['infer'] / wall:.0f}% of the wall time; task seconds "
+            + ", ".join(f"{k} {v:.2f}" for k, v in sums.items()) + f"; wall {wall:.2f}")
 
 
 def child_rss(store_path: str, teacher_path: str) -> None:

@@ -110,9 +110,10 @@ def teacher_train(store, task, arch, width, units, no_dropout, encoder, pretrain
 @click.option("--frames", type=click.Choice(["missing", "all"]), default="missing", show_default=True,
               help="missing: per task only frames without that real target; all: every frame.")
 @click.option("--workers", type=click.IntRange(min=1), default=None, help="LocalCluster worker processes [1].")
-@click.option("--threads-per-worker", type=click.IntRange(min=1), default=None, help="Tasks per worker [1].")
+@click.option("--threads-per-worker", type=click.IntRange(min=1), default=None,
+              help="Shards in progress per worker; its teacher runs one batch at a time, the others read/write [2].")
 @click.option("--torch-threads", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Torch threads per task (0: cores / (workers x threads) locally, torch's default remotely).")
+              help="Torch threads per worker (0: cores / workers locally, torch's default remotely).")
 @click.option("--scheduler", default=None, help="Use a running dask scheduler, e.g. tcp://host:8786.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
 @click.option("--commit-every", type=click.IntRange(min=1), default=8, show_default=True, help="Shards per commit.")
@@ -142,7 +143,7 @@ def label(store, teachers, name, remap, flip, frames, workers, threads_per_worke
     if scheduler and (workers or threads_per_worker):
         raise UserError("--workers/--threads-per-worker start a local cluster; not with --scheduler")
     cfg = LabelConfig(store=store, name=name, teachers=parse_teachers(teachers), remap=remap, flip=flip,
-                      frames=frames, workers=workers or 1, threads_per_worker=threads_per_worker or 1,
+                      frames=frames, workers=workers or 1, threads_per_worker=threads_per_worker or 2,
                       torch_threads=torch_threads,
                       scheduler=scheduler, batch_size=batch_size, commit_every=commit_every, ref=ref,
                       device=device, retries=retries, overwrite=overwrite)

@@ -40,8 +40,8 @@ class LabelConfig:
     flip: bool = False                         # horizontal-flip TTA (and depth_conf for depth)
     frames: str = "missing"                    # "missing": frames without that real target; "all"
     workers: int = 1                           # LocalCluster worker processes
-    threads_per_worker: int = 1
-    torch_threads: int = 0                     # per task; 0 = cores / (workers x threads) locally, torch's own remotely
+    threads_per_worker: int = 2                # shards in progress per worker (one in the teacher, one reading/writing)
+    torch_threads: int = 0                     # per worker; 0 = cores / workers locally, torch's own remotely
     scheduler: str | None = None               # address of a running scheduler instead of a LocalCluster
     batch_size: int = 8
     commit_every: int = 8                      # shards per commit

@@ -3,8 +3,9 @@ default, or a running dask scheduler (`--scheduler tcp://host:8786`).
 
 CUDA teachers are requested as worker resources: a LocalCluster on a CUDA machine declares {"GPU": 1}
 per worker, tasks ask for {"GPU": 1}; on an existing cluster the workers must declare GPU resources
-themselves (`dask worker ... --resources GPU=1`). Torch threads per worker are set so a LocalCluster
-does not oversubscribe the machine's cores.
+themselves (`dask worker ... --resources GPU=1`). A worker runs several shards at once but its
+teacher one batch at a time (label_task), so reading and writing overlap inference; torch threads per
+worker are set so a LocalCluster does not oversubscribe the machine's cores.
 
 Worker environment: dask's nannies set MALLOC_TRIM_THRESHOLD_=65536 in workers, which turns off glibc's
 dynamic mmap threshold, so every large tensor is mmapped and unmapped again: CPU teachers ran ~25%
@@ -77,7 +78,7 @@ def open_client(cfg):
         cluster = LocalCluster(n_workers=cfg.workers, threads_per_worker=cfg.threads_per_worker, processes=True,
                                dashboard_address=None, silence_logs=logging.ERROR, **kw)
     client = Client(cluster)
-    torch_threads = cfg.torch_threads or max(1, cpu_count() // (cfg.workers * cfg.threads_per_worker))
+    torch_threads = cfg.torch_threads or max(1, cpu_count() // cfg.workers)   # one teacher batch at a time per worker
     try:
         yield client, device, torch_threads
     finally:

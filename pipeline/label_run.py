@@ -62,7 +62,7 @@ class Committer:
                            shard_frames=int(sum(s["frames"] for s in stats)), frames_labeled=labeled,
                            seconds=round(time.perf_counter() - self.t_last, 3),
                            task_seconds={k: round(sum(s[f"{k}_s"] for s in stats), 3)
-                                         for k in ("read", "infer", "write")})
+                                         for k in ("read", "wait", "infer", "write")})
         msg = f"label {name}: {len(shards)} shards ({shards[0]}..{shards[-1]}){note}"
         self.result.snapshot = self.store.commit(self.session, msg, md)
         self.result.commits += 1

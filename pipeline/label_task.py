@@ -55,6 +55,7 @@ class ShardJob:
 
 
 _lock = threading.Lock()        # a worker may run several tasks in threads; load each teacher once
+_infer = threading.Lock()       # ...but one teacher batch at a time: the others read and write meanwhile
 _teachers: OrderedDict = OrderedDict()   # a long-lived worker serves many jobs: keep the latest few
 _stores: OrderedDict = OrderedDict()
 CACHE_SIZE = 4
@@ -141,8 +142,9 @@ def depth_with_conf(teacher, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return depth.astype(np.float32), conf
 
 
-def shard_labels(job: ShardJob, rgb: np.ndarray, need: dict) -> dict:
-    """Pseudo arrays of one shard: fill values, with teacher predictions on the frames in `need[task]`."""
+def shard_labels(job: ShardJob, rgb: np.ndarray, need: dict, timing: dict) -> dict:
+    """Pseudo arrays of one shard: fill values, with teacher predictions on the frames in `need[task]`.
+    Adds the seconds spent waiting for and inside the teacher to timing["wait_s"] / timing["infer_s"]."""
     n, h, w = rgb.shape[:3]
     out = {"segm": np.full((n, h, w), 255, np.uint8), "conf": np.zeros((n, h, w), np.uint8),
            "depth": np.zeros((n, h, w), np.float16)}
@@ -154,14 +156,23 @@ def shard_labels(job: ShardJob, rgb: np.ndarray, need: dict) -> dict:
             continue
         teacher = get_teacher(t, job.store_classes)
         x = rgb[idx]
+        t_wait = time.perf_counter()
+        with _infer:
+            t_start = time.perf_counter()
+            if t.task == "segm":
+                p = teacher.predict(x)
+            elif job.depth_conf:
+                p = dict(zip(("depth", "depth_conf"), depth_with_conf(teacher, x)))
+            else:
+                p = teacher.predict(x)
+        timing["wait_s"] += t_start - t_wait
+        timing["infer_s"] += time.perf_counter() - t_start
         if t.task == "segm":
-            p = teacher.predict(x)
             out["segm"][idx], out["conf"][idx] = p["segm"], p["conf"]
-        elif job.depth_conf:
-            d, c = depth_with_conf(teacher, x)
-            out["depth"][idx], out["depth_conf"][idx] = np.clip(d, 0, FLOAT16_MAX), c
         else:
-            out["depth"][idx] = np.clip(teacher.predict(x)["depth"], 0, FLOAT16_MAX)
+            out["depth"][idx] = np.clip(p["depth"], 0, FLOAT16_MAX)
+            if job.depth_conf:
+                out["depth_conf"][idx] = p["depth_conf"]
     return out
 
 
@@ -183,12 +194,13 @@ def label_shard(job: ShardJob, fork):
         h, w = root.attrs["frame_size"]
         rgb = np.zeros((job.stop - job.start, h, w, 3), np.uint8)      # nothing to predict
     t_read = time.perf_counter()
-    labels = shard_labels(job, rgb, need)
+    timing = {"read_s": t_read - t0, "wait_s": 0.0, "infer_s": 0.0}
+    labels = shard_labels(job, rgb, need, timing)
     t_infer = time.perf_counter()
     group = zarr.open_group(fork.store, path=f"pseudo/{job.name}", mode="r+")
     for key, arr in labels.items():
         group[key][job.start:job.stop] = arr                            # one write = the whole shard
     stats = {"shard": job.shard, "frames": job.stop - job.start,
              "labeled": {task: int(v.sum()) for task, v in need.items()},
-             "read_s": t_read - t0, "infer_s": t_infer - t_read, "write_s": time.perf_counter() - t_infer}
+             **timing, "write_s": time.perf_counter() - t_infer}
     return fork, stats
