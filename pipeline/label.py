@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import gc
 import os
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -151,7 +152,7 @@ def run_label(cfg: LabelConfig) -> LabelResult:
                              store.root[f"pseudo/{cfg.name}/done"].shape[0], commits=int(created))
         if len(pending) == 0:
             result.nothing_to_do = True
-            result.tag = tag_finished(store, cfg.name)
+            result.tag = tag_finished(store, cfg.name, new_work=False)
             return result
         t0 = time.perf_counter()
         with open_client(cfg) as (client, device, torch_threads):
@@ -165,9 +166,11 @@ def run_label(cfg: LabelConfig) -> LabelResult:
                              specs, classes, torch_threads, depth_conf) for k in pending)   # made lazily
             frames = int(np.minimum(n, (pending + 1) * size).sum() - (pending * size).sum())
             window = cfg.in_flight or 2 * worker_threads(client)
-            schedule(client, store, jobs, frames, result, provenance, window=window, cfg=cfg, device=device)
-            result.seconds = time.perf_counter() - t0 - result.startup_s
-            client.unregister_worker_plugin(plugin)
+            try:
+                schedule(client, store, jobs, frames, result, provenance, window=window, cfg=cfg, device=device)
+            finally:
+                result.seconds = time.perf_counter() - t0 - result.startup_s
+                client.unregister_worker_plugin(plugin)    # a shared cluster's new workers skip this job's teachers
         store = store.reopen()
         result.snapshot = store.snapshot_id
         result.missing.update({int(k): "not done" for k in pending_shards(store, cfg.name)
@@ -177,17 +180,20 @@ def run_label(cfg: LabelConfig) -> LabelResult:
         return result
 
 
-def tag_finished(store, name: str) -> str:
-    """Tag a finished set `label/<name>` (then `label/<name>.2`, ... when grown or relabeled later);
-    a head that already carries one of these tags is not tagged again."""
+def tag_finished(store, name: str, new_work: bool = True) -> str:
+    """Tag the head where set `name` became complete: `label/<name>`, then `label/<name>/2`, ... when it
+    was grown or relabeled later. A re-run with nothing to do only adds a tag if none exists yet (the
+    run that finished was killed before tagging)."""
     tags = store.tags()
-    ours = [t for t in tags if t == f"label/{name}" or t.startswith(f"label/{name}.")]
-    for t in ours:
+    ours = {1 if t == f"label/{name}" else int(t.rsplit("/", 1)[1]): t for t in tags
+            if t == f"label/{name}" or re.fullmatch(rf"label/{re.escape(name)}/\d+", t)}
+    for t in ours.values():
         if tags[t] == store.snapshot_id:
             return t
-    k = 1
-    while (tag := f"label/{name}" + (f".{k}" if k > 1 else "")) in tags:
-        k += 1
+    if ours and not new_work:
+        return ours[max(ours)]
+    k = max(ours, default=0) + 1
+    tag = f"label/{name}" + (f"/{k}" if k > 1 else "")
     store.tag(tag, store.snapshot_id)
     return tag
 

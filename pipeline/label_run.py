@@ -59,7 +59,7 @@ class Committer:
         stats = [s for _, s in self.ready]
         labeled = {t: sum(s["labeled"].get(t, 0) for s in stats) for t in stats[0]["labeled"]}
         md = base_metadata("label", **self.provenance, shards=compact_ranges(shards),
-                           shard_frames=int(sum(s["frames"] for s in stats)), frames_labeled=labeled,
+                           frames_committed=int(sum(s["frames"] for s in stats)), frames_labeled=labeled,
                            seconds=round(time.perf_counter() - self.t_last, 3),
                            task_seconds={k: round(sum(s[f"{k}_s"] for s in stats), 3)
                                          for k in ("read", "wait", "infer", "write")})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import zarr
 from click.testing import CliRunner
 from conftest import ingest, random_frames
 from test_label_teachers import reference
@@ -83,13 +84,18 @@ def test_rerun_does_nothing_other_teacher_refused_overwrite(store, cluster, tmp_
     before = store.reopen().log()
     r = run_label(cfg(store, cluster))
     assert r.nothing_to_do and r.commits == 0 and store.reopen().log() == before
+    session = store.writable_session()                                  # someone else commits after us
+    zarr.open_group(session.store, mode="a").attrs["note"] = "x"
+    store.commit(session, "other work", {"kind": "test"})
+    r = run_label(cfg(store, cluster))
+    assert r.nothing_to_do and r.tag == "label/v1" and sorted(store.reopen().tags()) == ["label/v1"]
     other = cfg(store, cluster, teachers=(("segm", SEGM),))            # same name, other teacher set
     with pytest.raises(UserError, match="Use another --name, or --overwrite"):
         run_label(other)
     with pytest.raises(UserError, match="Use another --name"):
         run_label(cfg(store, cluster, flip=True))
     r = run_label(LabelConfig(**{**other.__dict__, "overwrite": True}))
-    assert r.shards_done == 3 and r.tag == "label/v1.2"
+    assert r.shards_done == 3 and r.tag == "label/v1/2"
     g = store.reopen().root["pseudo/v1"]
     assert (g["depth"][:] == 0).all() and list(g.attrs["tasks"]) == ["segm"]
 
@@ -122,7 +128,7 @@ def test_store_growth_labels_only_new_shards(store, cluster):
     r = run_label(cfg(store, cluster))
     assert r.shards_total == 4 and r.shards_done == 2 and r.frames_labeled == 8 + 2   # old last + new
     check_labels(store, "v1")
-    assert r.tag == "label/v1.2"
+    assert r.tag == "label/v1/2"
 
 
 def test_cli_usage_errors(store, cluster):
