@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from teachers.depth import ResNet38Depth, ResNet38DepthConfig
@@ -31,12 +32,18 @@ DEPTH_CFG = ResNet38DepthConfig(width=1 / 16, units=1)
 
 
 class Probe(nn.Module):
-    """Wraps a teacher network: optional sleep per forward, optional failure on constant frames."""
+    """Wraps a tiny teacher network so its output depends strongly on the pixels (a random-init ResNet-38
+    alone predicts about the same everywhere, which would hide mixed-up frames): adds a fixed 1x1 mix of
+    the image pooled to the output grid, and a left-right ramp so that flip TTA changes the result.
+    Optional sleep and failure, see the module docstring."""
 
-    def __init__(self, net: nn.Module, fragile: bool = False):
+    def __init__(self, net: nn.Module, channels: int, fragile: bool = False):
         super().__init__()
         self.net, self.fragile = net, fragile
         self.input_multiple = net.input_multiple
+        self.mix = nn.Conv2d(3, channels, 1)
+        nn.init.normal_(self.mix.weight, std=3.0)
+        self.ramp = nn.Parameter(torch.randn(channels) * 2)
 
     def forward(self, x):
         hold = os.environ.get("MTD_HOLD_FILE")
@@ -48,7 +55,10 @@ class Probe(nn.Module):
             flat = x.flatten(2)                                        # (B, 3, H*W)
             if bool(((flat.amax(2) - flat.amin(2)) == 0).all(1).any()):
                 raise RuntimeError("bad frame: constant image")
-        return self.net(x)
+        (task, y), = self.net(x).items()                               # (B, C, h, w)
+        cue = self.mix(F.adaptive_avg_pool2d(x, y.shape[-2:]))         # (B, C, h, w)
+        cue = cue + self.ramp.view(1, -1, 1, 1) * torch.linspace(-1, 1, y.shape[-1], device=x.device)
+        return {task: y + cue if task == "segm" else y * (1 + torch.sigmoid(cue))}
 
 
 def slowness() -> float:
@@ -64,15 +74,15 @@ def _seeded(build):
 
 
 def tiny_segm() -> nn.Module:
-    return Probe(_seeded(lambda: ResNet38(SEGM_CFG)))
+    return _seeded(lambda: Probe(ResNet38(SEGM_CFG), NUM_CLASSES))
 
 
 def tiny_depth() -> nn.Module:
-    return Probe(_seeded(lambda: ResNet38Depth(DEPTH_CFG)))
+    return _seeded(lambda: Probe(ResNet38Depth(DEPTH_CFG), 1))
 
 
 def fragile_segm() -> nn.Module:
-    return Probe(_seeded(lambda: ResNet38(SEGM_CFG)), fragile=True)
+    return _seeded(lambda: Probe(ResNet38(SEGM_CFG), NUM_CLASSES, fragile=True))
 
 
 # ---- shared test fixtures (imported by the test_label* modules) ----------------------------------
