@@ -167,6 +167,9 @@ def train(cfg: TrainConfig, resume: bool = False, evaluate_fn=None) -> dict:
     opt = torch.optim.SGD(groups, lr=cfg.lr_decoder, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     loss_fn = MultiTaskLoss({t: w for t, w in cfg.task_weights if t in tasks})
 
+    if not resume:
+        init_depth_bias(model, base)
+
     # resume
     step = 0
     if resume:
@@ -236,6 +239,20 @@ def train(cfg: TrainConfig, resume: bool = False, evaluate_fn=None) -> dict:
             t_ready = time.perf_counter()
     return {"checkpoint": str(ckpt_path), "step": step, "total_steps": total, "metrics": metrics,
             "snapshot": store.snapshot_id}
+
+
+def init_depth_bias(model, dataset, frames: int = 16) -> None:
+    """Start the student's depth output at the median training depth: from random weights a ReLU'd
+    depth head that starts near or below 0 gets no gradient and can die before it learns."""
+    heads = getattr(model, "heads", None)
+    if heads is None or "depth" not in heads:
+        return
+    picks = np.linspace(0, len(dataset) - 1, min(frames, len(dataset))).astype(int)
+    valid = [d[d > 0] for d in (dataset[int(i)]["depth"] for i in picks)]
+    values = torch.cat(valid) if valid else torch.empty(0)
+    if values.numel():
+        with torch.no_grad():
+            heads["depth"][-1].bias.fill_(float(values.median()))
 
 
 def json_safe(obj):
