@@ -37,6 +37,14 @@ def start_label(store, name, slow: float, *extra) -> subprocess.Popen:
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
 
 
+def stop(procs) -> None:
+    """Kill what a failed test left running (each job runs in its own process group)."""
+    for p in procs:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+
+
 def shard_commits(store, name):
     return [e for e in FrameStore.open(store.path).log()
             if e["metadata"].get("kind") == "label" and e["metadata"].get("name") == name
@@ -82,8 +90,9 @@ def test_two_jobs_with_other_names_at_once(store6, cluster, slow_file):
     hold = slow_file.with_name("hold")
     slow_file.write_text("0.2")
     hold.touch()                                               # teachers wait until both jobs are running
+    procs = []
     try:
-        procs = [start_label(store6, name, 0, "--scheduler", cluster) for name in ("a", "b")]
+        procs += [start_label(store6, name, 0, "--scheduler", cluster) for name in ("a", "b")]
         deadline = time.time() + 90
         while not all(name in FrameStore.open(store6.path).pseudo_sets() for name in ("a", "b")):
             assert all(p.poll() is None for p in procs) and time.time() < deadline
@@ -91,6 +100,7 @@ def test_two_jobs_with_other_names_at_once(store6, cluster, slow_file):
         hold.unlink()
         outs = [p.communicate(timeout=120)[0].decode() for p in procs]
     finally:
+        stop(procs)
         hold.unlink(missing_ok=True)
         slow_file.unlink()
     s = FrameStore.open(store6.path)
@@ -108,8 +118,8 @@ def test_killed_worker_is_replaced_and_the_job_completes(store6, cluster, slow_f
     from distributed import Client
 
     slow_file.write_text("0.3")                                # each shard takes a while on the workers
+    proc = start_label(store6, "w", 0, "--scheduler", cluster)
     try:
-        proc = start_label(store6, "w", 0, "--scheduler", cluster)
         with Client(cluster) as client:
             deadline = time.time() + 90
             while not any(client.processing().values()):
@@ -119,6 +129,7 @@ def test_killed_worker_is_replaced_and_the_job_completes(store6, cluster, slow_f
             os.kill(client.run(os.getpid)[busy], signal.SIGKILL)   # its nanny starts a new worker
         out = proc.communicate(timeout=120)[0].decode()
     finally:
+        stop([proc])
         slow_file.unlink()
     assert proc.returncode == 0, out
     s = FrameStore.open(store6.path)
