@@ -199,11 +199,10 @@ def student_teacher(cfg: DemoConfig, stores: dict) -> dict:
     for task in ("segm", "depth"):
         path = run_dir / f"teacher-{task}.ts"
         if not path.exists():
-            with torch.no_grad(), warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                traced = torch.jit.trace(OneTask(model, task).eval(), example)
             tmp = path.with_suffix(".tmp")
-            torch.jit.save(traced, str(tmp))
+            with torch.no_grad(), warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # tracing and jit.save warn about their own deprecation
+                torch.jit.save(torch.jit.trace(OneTask(model, task).eval(), example), str(tmp))
             os.replace(tmp, path)
         teachers[task] = {"teacher": str(path), "checkpoint": ckpt}
     return teachers
