@@ -88,11 +88,12 @@ def ingest_world(cfg: DemoConfig, out: Path) -> dict:
                              sensor=False)
 
     def oracle_frames():
-        """The target frames with exact segmentation and depth; unannotated frames join train."""
+        """The target frames, every one with exact segmentation and the sensor's depth (what every
+        annotated target frame has); unannotated frames join train."""
         for i in range(cfg.frames):
             split = assignment(target, i)[0]
-            rgb, segm, clean, _ = render_frame(cfg.preset, i, cfg.seed, size, 0)
-            yield Frame(rgb, "train" if split == "unlabeled" else split, frame_name(target, i), segm, clean)
+            rgb, segm, _, sensor = render_frame(cfg.preset, i, cfg.seed, size, 0)
+            yield Frame(rgb, "train" if split == "unlabeled" else split, frame_name(target, i), segm, sensor)
 
     def source_frames():
         """The second domain, plus (teacher_sees_target) the target's segmented train frames."""
