@@ -230,9 +230,9 @@ def train_students(cfg: DemoConfig, stores: dict) -> dict:
     for name, (title, store, split, policy) in REGIMES.items():
         if policy is None:
             policy = MergePolicy(pseudo=PSEUDO, segm_threshold=cfg.segm_threshold)
-        say(f"student {title}: {cfg.student_steps} steps")
         tcfg = train_config(cfg, stores[store], f"student-{name}", {"name": "student"}, split, policy,
                             cfg.student_steps)
+        say(f"student {title}: {cfg.student_steps} steps" + (" (done before)" if finished(tcfg) else ""))
         runs[name] = run_training(tcfg)["checkpoint"]
     return runs
 
