@@ -18,7 +18,7 @@ import numpy as np
 import zarr
 
 from stores.errors import StoreError, UserError
-from stores.schema import _create, create_pseudo
+from stores.schema import create_array, create_pseudo
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 PSEUDO_KEYS = ("segm", "conf", "depth")
@@ -102,7 +102,7 @@ def prepare_arrays(store, name: str, attrs: dict, keep: bool, message_md: dict) 
             del root[f"pseudo/{name}"]
         g = create_pseudo(root, name, n, attrs)
         if attrs["depth_conf"]:
-            _create(g, "depth_conf", "uint8", 0, tuple(store.frame_size), s, n)
+            create_array(g, "depth_conf", "uint8", 0, tuple(store.frame_size), s, n)
         changed = f"label {name}: create pseudo arrays for {n} frames"
     else:
         g = root[f"pseudo/{name}"]

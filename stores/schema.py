@@ -49,7 +49,7 @@ def content_key(rgb: np.ndarray) -> bytes:
     return h.digest()
 
 
-def _create(group: zarr.Group, path: str, dtype, fill, trailing: tuple, shard_frames: int, n: int = 0):
+def create_array(group: zarr.Group, path: str, dtype, fill, trailing: tuple, shard_frames: int, n: int = 0):
     if trailing:  # image-like: one frame per chunk, S frames per shard
         codec = _FLOAT if np.dtype(dtype).kind == "f" else _ZSTD
         return group.create_array(
@@ -72,7 +72,7 @@ def create_layout(root: zarr.Group, *, name: str, classes: list[dict], frame_siz
             root.create_array(path, shape=(0, KEY_BYTES), chunks=(TABLE_CHUNK, KEY_BYTES), dtype=dtype,
                               fill_value=fill, compressors=None)
         else:
-            _create(root, path, dtype, fill, shapes[kind], shard_frames)
+            create_array(root, path, dtype, fill, shapes[kind], shard_frames)
     root.require_group("pseudo")
 
 
@@ -83,6 +83,6 @@ def create_pseudo(root: zarr.Group, name: str, n: int, attrs: dict) -> zarr.Grou
     g = root.require_group(f"pseudo/{name}")
     g.attrs.update(attrs)
     for key, (dtype, fill) in PSEUDO_ARRAYS.items():
-        _create(g, key, dtype, fill, (h, w), s, n)
+        create_array(g, key, dtype, fill, (h, w), s, n)
     g.create_array("done", shape=(-(-n // s),), chunks=(TABLE_CHUNK,), dtype="bool", fill_value=False)
     return g

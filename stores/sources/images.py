@@ -182,14 +182,19 @@ def check_depth(path, d: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(d, dtype=np.float32)
 
 
-def read_depth_npy(path) -> np.ndarray:
-    """(h, w) float32 metres from a .npy float array ((h, w) or (h, w, 1))."""
+def load_npy(path, missing: str = "file not found") -> np.ndarray:
+    """A .npy array (never pickled objects); BadInput naming the file when missing or unreadable."""
     try:
-        d = np.load(path, allow_pickle=False)
+        return np.load(path, allow_pickle=False)
     except FileNotFoundError:
-        raise BadInput(path, "file not found") from None
+        raise BadInput(path, missing) from None
     except (OSError, ValueError, EOFError) as e:
         raise BadInput(path, f"cannot read .npy ({type(e).__name__}: {e})") from None
+
+
+def read_depth_npy(path) -> np.ndarray:
+    """(h, w) float32 metres from a .npy float array ((h, w) or (h, w, 1))."""
+    d = load_npy(path)
     if d.ndim == 3 and d.shape[2] == 1:
         d = d[..., 0]
     if d.ndim != 2:

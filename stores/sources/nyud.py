@@ -27,7 +27,7 @@ from stores.errors import UserError
 from stores.sources.base import SPLITS, Frame, SkipLog
 from stores.sources.folder import (IMAGE_EXTS, Entry, describe_dict, index_folder, iter_entries,
                                    key_resolver, load_entry, pick_one, read_list)
-from stores.sources.images import (BadInput, check_depth, fit_frame, parse_fit, parse_positive,
+from stores.sources.images import (BadInput, check_depth, fit_frame, load_npy, parse_fit, parse_positive,
                                    read_depth_png, read_label)
 
 MAT_V5_HINT = ("is an old MATLAB v5 .mat file; only v7.3 (HDF5) .mat files can be read (no scipy): "
@@ -147,13 +147,7 @@ def mat_shape(path, f: h5py.File) -> tuple[int, int, int]:
 
 def load_mapping(path, num_classes: int) -> np.ndarray:
     """894->num_classes table -> uint8 lookup over the 894-class ids (0 -> 255, k -> k - 1)."""
-    try:
-        m = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise BadInput(path, "mapping file not found") from None
-    except (OSError, ValueError, EOFError) as e:
-        raise BadInput(path, f"cannot read .npy ({type(e).__name__}: {e})") from None
-    m = np.squeeze(m)
+    m = np.squeeze(load_npy(path, missing="mapping file not found"))
     if m.ndim != 1 or not (np.issubdtype(m.dtype, np.integer) or
                            (np.issubdtype(m.dtype, np.floating) and np.all(np.mod(m, 1) == 0))):
         raise BadInput(path, f"mapping has shape {m.shape} dtype {m.dtype}; expected a 1-D integer array")
