@@ -1,6 +1,6 @@
 """Benchmark: the labeling job (`mtdistill label`) end to end against the teacher's forward pass alone.
 
-Where it sits: measures pipeline/label.py (read frames -> teacher -> write whole shards -> merge forks ->
+Where it sits: measures pipeline/label/job.py (read frames -> teacher -> write whole shards -> merge forks ->
 commit) on a synthetic store. Prints
 1. end-to-end labeling frames/s (1 local worker, cluster start excluded) vs the same teacher's
    forward-only frames/s (Teacher.predict on frames already in memory, same batch size and torch
@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipeline.label import LabelConfig, cpu_count, run_label
+from pipeline.label.job import LabelConfig, cpu_count, run_label
 from stores.classes import NYUD40
 from stores.repo import FrameStore
 from stores.sources.base import Frame

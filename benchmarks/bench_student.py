@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from pipeline.bench import bench_student, format_table
+from pipeline.deploy.bench import bench_student, format_table
 
 SETTINGS = (("NYUDv2", 40, (480, 640)), ("KITTI-6", 6, (370, 1226)))
 

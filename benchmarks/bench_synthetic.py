@@ -1,6 +1,6 @@
 """Benchmark: frames per second of the synthetic world (render_frame), per preset and frame size.
 
-Where it sits: measures stores/sources/synthetic.py, the default data source of the demo and the tests.
+Where it sits: measures stores/sources/synthetic/__init__.py, the default data source of the demo and the tests.
 Single process, numpy only; frames are independent, so N worker processes scale it ~N times.
 Usage: python benchmarks/bench_synthetic.py [--frames 20]
 """

@@ -6,7 +6,7 @@ synthetic indoor frames (40 classes), default augmentation (scale 0.8-2.0, crop,
   read      FrameDataset items/s (store read + merge rule), one process
   loader    DataLoader items/s with augmentation (workers 0 and 2), excluding worker start-up
   compute   training steps alone (forward, losses, backward, SGD) on one batch held in memory
-  loop      the real training loop (pipeline/train.py), 2 epochs of one step, workers 0 and 2: the
+  loop      the real training loop (pipeline/train/loop.py), 2 epochs of one step, workers 0 and 2: the
             images_per_s and data_wait_frac it writes to metrics.jsonl per epoch (epoch 1 includes
             worker start-up; in epoch 2 the workers have prefetched)
 A run takes about 3 minutes on 2 free CPU cores (more on a loaded machine).
@@ -21,10 +21,14 @@ from pathlib import Path
 
 import torch
 
-from pipeline.augment import AugmentConfig, normalize
+from pipeline.train.augment import AugmentConfig
+from student.model import normalize
 from pipeline.cli import cli
-from pipeline.models import param_groups
-from pipeline.train import AugmentedItems, RunSampler, TrainConfig, make_loader, resolve_device, train
+from pipeline.checkpoint import param_groups
+from pipeline.train.config import TrainConfig
+from pipeline.train.data import AugmentedItems, RunSampler, make_loader
+from pipeline.train.loop import train
+from pipeline.runtime import resolve_device
 from stores.dataset import FrameDataset
 from stores.repo import FrameStore
 from student.losses import MultiTaskLoss

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from pipeline.progress import progress_bar
+from pipeline.runtime import progress_bar
 from stores.errors import StoreError
 from stores.repo import FrameStore, base_metadata
 from stores.sources.base import Frame, SkipLog

@@ -1,6 +1,6 @@
 """FrameDataset: a torch Dataset over one store snapshot, yielding RGB and merged targets.
 
-The training loop (pipeline/train.py) and evaluation read through this. The store is opened lazily
+The training loop (pipeline/train/loop.py) and evaluation read through this. The store is opened lazily
 in each DataLoader worker at a fixed snapshot id, so every worker sees the same version.
 """
 from __future__ import annotations

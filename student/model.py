@@ -15,6 +15,18 @@ from student.encoder import MobileNetV2Encoder
 from student.refinenet import Decoder
 
 TASKS = ("segm", "depth")
+# The student's input contract: RGB uint8 -> /255 -> ImageNet mean/std (torchvision/timm convention)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+MEAN_RGB = tuple(round(255 * m) for m in IMAGENET_MEAN)  # padding colour: the mean image colour (uint8)
+
+
+def normalize(rgb: torch.Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> torch.Tensor:
+    """uint8 RGB (B,3,H,W), 0..255 -> float32 (B,3,H,W): x / 255, minus mean, divided by std (per channel),
+    on whatever device `rgb` is."""
+    m = torch.tensor(mean, device=rgb.device).view(1, 3, 1, 1)
+    s = torch.tensor(std, device=rgb.device).view(1, 3, 1, 1)
+    return (rgb.float() / 255.0 - m) / s
 
 
 class Head(nn.Sequential):
@@ -57,4 +69,5 @@ def build_student(num_classes: int, encoder_weights: str | Path | None = None,
 
 
 def count_parameters(model: nn.Module) -> int:
+    """Number of parameters (trainable or not) of `model`."""
     return sum(p.numel() for p in model.parameters())

@@ -1,6 +1,6 @@
 """The Teacher wrapper: one model (nn.Module, TorchScript or ONNX) + its task, normalisation, version, classes.
 
-Sits between the teacher files (external.py, archs.py) and the label job (pipeline/label.py): the job
+Sits between the teacher files (external.py, archs.py) and the label job (pipeline/label/job.py): the job
 calls `load_teacher(...)` once per worker and `teacher.predict(rgb)` per shard, then writes
 pseudo/<name>/{segm, conf, depth} and records `teacher.provenance()` in the commit.
 
@@ -25,12 +25,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from stores.errors import UserError
+from stores.files import atomic_write, sha256_file
+from student.model import IMAGENET_MEAN, IMAGENET_STD
 from teachers import external
 from teachers.archs import arch_dict, arch_task
 from teachers.remap import IGNORE, Remap, class_names, load_remap
 
 TASKS = ("segm", "depth")
-IMAGENET_NORM = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "range": 1.0, "bgr": False}
+IMAGENET_NORM = {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "range": 1.0, "bgr": False}
 
 
 def parse_task(task: str) -> str:
@@ -182,7 +184,7 @@ def _open_spec(spec: str, task: str, device, weights) -> tuple[object, dict]:
         raise UserError(f"{path}: is a directory, expected a teacher file")
     if path.is_file():
         kind = external.file_kind(path)
-        meta = {"name": path.stem, "version": external.sha256_file(path)}
+        meta = {"name": path.stem, "version": sha256_file(path)}
         if kind == "checkpoint":
             model, ckpt = external.load_checkpoint(path)
             if ckpt["task"] != task:
@@ -195,7 +197,7 @@ def _open_spec(spec: str, task: str, device, weights) -> tuple[object, dict]:
         return loaders[kind](), meta
     if external.is_entry_point(spec):
         model = external.load_entry_point(spec, weights)
-        version = external.sha256_file(weights) if weights else external.state_dict_hash(model)
+        version = sha256_file(weights) if weights else external.state_dict_hash(model)
         return model, {"name": spec.replace(":", "."), "version": version}
     raise UserError(f"{spec}: no such teacher file (and not a module:function entry point)")
 
@@ -252,8 +254,5 @@ def save_teacher(path, model: nn.Module, arch_config, task: str, norm=None, clas
             "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
             "norm": parse_norm(norm), "classes": class_names(classes) if classes is not None else None,
             "name": name or path.stem, **(extra or {})}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.save(ckpt, tmp)
-    os.replace(tmp, path)
-    return external.sha256_file(path)
+    atomic_write(path, lambda tmp: torch.save(ckpt, tmp))
+    return sha256_file(path)

@@ -30,14 +30,6 @@ SUFFIX_KINDS = {".pt": "checkpoint", ".pth": "checkpoint", ".ts": "torchscript",
                 ".torchscript": "torchscript", ".onnx": "onnx"}
 
 
-def sha256_file(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def state_dict_hash(state) -> str:
     """sha256 over (name, dtype, shape, bytes) of every tensor, names sorted: a version for in-memory weights."""
     if isinstance(state, nn.Module):

@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
+
+from pipeline.cli import cli
 
 from stores.classes import make_classes
 from stores.repo import FrameStore
@@ -37,3 +40,11 @@ def empty_store(tmp_path) -> FrameStore:
 def store(empty_store) -> FrameStore:
     ingest(empty_store, random_frames(20, seed=1, segm_every=2, depth_every=3))
     return empty_store.reopen()
+
+
+def run_cli(*args, ok=True):
+    """Invoke `mtdistill ARGS...` in-process (click's CliRunner); assert it exited 0 (ok) or not (ok=False)
+    and return the result (.output, .stdout, .stderr, .exit_code)."""
+    r = CliRunner().invoke(cli, [str(a) for a in args])
+    assert (r.exit_code == 0) == ok, r.output
+    return r

@@ -5,7 +5,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from pipeline.bench import bench_student, count_macs, load_student
+from pipeline.deploy.bench import bench_student, count_macs, load_student
 from pipeline.cli import cli
 from stores.errors import UserError
 from student.encoder import MobileNetV2Encoder

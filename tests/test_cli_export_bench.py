@@ -7,21 +7,14 @@ import json
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
 
-from pipeline.augment import normalize
-from pipeline.cli import cli
-from pipeline.export import ort_session, run_onnx
-from pipeline.quantize import store_calibration
+from student.model import normalize
+from pipeline.deploy.export import ort_session, run_onnx
+from pipeline.deploy.quantize import store_calibration
 from stores.classes import NYUD40
 from stores.repo import FrameStore
 from student.model import build_student
-
-
-def run(*args, ok=True):
-    r = CliRunner().invoke(cli, [str(a) for a in args])
-    assert (r.exit_code == 0) == ok, r.output
-    return r
+from conftest import run_cli as run
 
 
 @pytest.fixture(scope="module")

@@ -6,17 +6,10 @@ import json
 import shutil
 
 import numpy as np
-from click.testing import CliRunner
 from source_fixtures import REAL, make_nyud_tree, truncate, write_png
 
-from pipeline.cli import cli
 from stores.repo import FrameStore
-
-
-def run(*args, ok=True):
-    r = CliRunner().invoke(cli, [str(a) for a in args])
-    assert (r.exit_code == 0) == ok, r.output
-    return r
+from conftest import run_cli as run
 
 
 def test_nyud_tree_ingest_show_and_reingest(tmp_path):

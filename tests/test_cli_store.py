@@ -3,16 +3,9 @@ from __future__ import annotations
 
 import json
 
-from click.testing import CliRunner
 from conftest import ingest, random_frames
 
-from pipeline.cli import cli
-
-
-def run(*args, ok=True):
-    r = CliRunner().invoke(cli, [str(a) for a in args])
-    assert (r.exit_code == 0) == ok, r.output
-    return r
+from conftest import run_cli as run
 
 
 def test_show_human_and_json(store):

@@ -6,7 +6,7 @@ from click.testing import CliRunner
 from torch import nn
 
 from pipeline.cli import cli
-from pipeline.export import SeparableMaxPool2d, inference_copy, ort_session, run_onnx
+from pipeline.deploy.export import SeparableMaxPool2d, inference_copy, ort_session, run_onnx
 from student.model import build_student
 
 

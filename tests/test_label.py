@@ -10,7 +10,7 @@ from conftest import ingest, random_frames
 from test_label_teachers import reference
 
 from pipeline.cli import cli
-from pipeline.label import LabelConfig, run_label
+from pipeline.label.job import LabelConfig, run_label
 from stores.dataset import FrameDataset, check_pseudo_compatible
 from stores.errors import UserError
 from stores.merge import MergePolicy

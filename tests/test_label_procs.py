@@ -13,7 +13,7 @@ import pytest
 from conftest import CLASSES, H, W, ingest, random_frames
 from test_label_teachers import TESTS, reference
 
-from pipeline.label import LabelConfig, run_label
+from pipeline.label.job import LabelConfig, run_label
 from stores.repo import FrameStore
 
 pytest_plugins = ("test_label_teachers",)          # shared fixtures: cluster, fail_file, slow_file

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.metrics import (DepthMetrics, SegmMetrics, confusion_matrix, eigen_crop, garg_crop,
+from pipeline.evaluate.metrics import (DepthMetrics, SegmMetrics, confusion_matrix, eigen_crop, garg_crop,
                               segm_scores)
 
 GT = np.array([[0, 0, 1, 1, 2, 255]])

@@ -1,5 +1,5 @@
 """`mtdistill predict` end to end (odd sizes, grey and RGBA inputs, raw outputs equal to the model's own
-prediction, one-line errors) and the picture helpers in pipeline/visual.py."""
+prediction, one-line errors) and the picture helpers in pipeline/deploy/visual.py."""
 from __future__ import annotations
 
 import json
@@ -8,15 +8,14 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from click.testing import CliRunner
 from PIL import Image
 
-from pipeline import visual
-from pipeline.augment import MEAN_RGB, normalize
-from pipeline.cli import cli
-from pipeline.predict import classes_of, depth_to_mm, output_names
+from pipeline.deploy import visual
+from student.model import MEAN_RGB, normalize
+from pipeline.deploy.predict import classes_of, depth_to_mm, output_names
 from stores.classes import KITTI6, NYUD40, make_classes, palette
 from student.model import build_student
+from conftest import run_cli as run
 
 CLASSES = make_classes([f"c{i}" for i in range(5)])
 GAP = 6  # visual.panel's default gap
@@ -64,12 +63,6 @@ def reference(model, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     segm = F.interpolate(out["segm"], size=(ph, pw), mode="bilinear", align_corners=False).argmax(1)[0]
     depth = F.relu(F.interpolate(out["depth"], size=(ph, pw), mode="bilinear", align_corners=False))[0, 0]
     return segm[:h, :w].numpy(), depth[:h, :w].numpy()
-
-
-def run(*args, ok=True):
-    r = CliRunner().invoke(cli, [str(a) for a in args])
-    assert (r.exit_code == 0) == ok, r.output
-    return r
 
 
 def test_predict_any_size_writes_pictures_and_raw_outputs(student, ckpt, images, tmp_path):

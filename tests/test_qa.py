@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from conftest import H, W, ingest
 
 from pipeline.cli import cli
-from pipeline.qa import Calibration, quality_report
+from pipeline.evaluate.qa import Calibration, quality_report
 from stores.errors import UserError
 from stores.schema import create_pseudo
 from stores.sources.base import Frame

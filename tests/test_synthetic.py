@@ -14,7 +14,7 @@ from stores.sources.base import SPLITS, SourceError
 from stores.sources.synthetic import (
     SyntheticConfig, assignment, class_list_for, iter_frames, render_frame, scene_info,
 )
-from stores.sources.synthetic_sensor import kinect_valid, lidar_valid
+from stores.sources.synthetic.sensor import kinect_valid, lidar_valid
 
 SIZE = (48, 64)
 IDS = {c["name"]: c["id"] for c in NYUD40}

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from click.testing import CliRunner
 
-from pipeline.augment import normalize
+from student.model import normalize
 from pipeline.cli import cli
 from stores.repo import FrameStore
 from teachers.archs import build_model

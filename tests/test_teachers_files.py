@@ -11,7 +11,8 @@ from torch import nn
 from stores.errors import UserError
 from teachers.base import Teacher, load_teacher, save_teacher
 from teachers.depth import ResNet38Depth, ResNet38DepthConfig
-from teachers.external import sha256_file, state_dict_hash
+from stores.files import sha256_file
+from teachers.external import state_dict_hash
 from teachers.resnet38 import ResNet38, ResNet38Config
 
 CFG = ResNet38Config(num_classes=5, width=1 / 16, units=1)

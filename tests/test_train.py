@@ -9,10 +9,12 @@ import torch
 from click.testing import CliRunner
 from conftest import ingest, random_frames
 
-from pipeline.augment import MEAN_RGB, AugmentConfig, augment
+from pipeline.train.augment import AugmentConfig, augment
+from student.model import MEAN_RGB
 from pipeline.cli import cli
-from pipeline.models import load_checkpoint
-from pipeline.train import TrainConfig, lr_factor, train
+from pipeline.checkpoint import load_checkpoint
+from pipeline.train.config import TrainConfig, lr_factor
+from pipeline.train.loop import train
 from stores.errors import UserError
 from stores.merge import MergePolicy
 from stores.repo import FrameStore

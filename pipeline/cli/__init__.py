@@ -1,0 +1,45 @@
+"""The `mtdistill` command: one click group, thin commands over library functions.
+
+User errors (bad files, bad values, missing stores) print one line `error: ...` and exit 1; nothing
+already stored is changed by a failed command.
+"""
+from __future__ import annotations
+
+import click
+
+from pipeline.cli import demo as cli_demo, deploy as cli_student, ingest as cli_ingest, label as cli_label, store as cli_store, train as cli_train
+from pipeline.cli.util import echo_json, user_errors  # noqa: F401 - for commands defined here
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="mtdistill")
+def cli():
+    """mtdistill: teacher pseudo-labels in a versioned store, and a real-time segmentation + depth student.
+
+    \b
+    Example:
+      mtdistill ingest synthetic data.ice --preset indoor --frames 200
+      mtdistill show data.ice
+    """
+
+
+# ---- store: ingest and versioning ---------------------------------------------------------------
+cli.add_command(cli_ingest.ingest)
+for _cmd in (cli_store.show, cli_store.log, cli_store.tag, cli_store.diff, cli_store.reset):
+    cli.add_command(_cmd)
+
+# ---- synthetic world ----------------------------------------------------------------------------
+
+# ---- teachers and labeling ----------------------------------------------------------------------
+cli.add_command(cli_label.teacher)
+cli.add_command(cli_label.label)
+cli.add_command(cli_label.qa)
+
+# ---- student: train, evaluate, predict, export, bench -------------------------------------------
+cli.add_command(cli_train.train)
+cli.add_command(cli_train.evaluate)
+for _cmd in (cli_student.predict, cli_student.export_cmd, cli_student.bench):
+    cli.add_command(_cmd)
+
+# ---- demo ---------------------------------------------------------------------------------------
+cli.add_command(cli_demo.demo)

@@ -1,0 +1,186 @@
+"""`mtdistill teacher train`, `mtdistill label` and `mtdistill qa`: thin commands over pipeline.train.loop
+(the one training loop), pipeline.label.job (the dask labeling job) and pipeline.evaluate.qa (the quality report)."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from pipeline.cli.train import build_config, loop_options, summarize_run
+from pipeline.train.teacher import train_teacher
+from pipeline.cli.util import echo_json, user_errors
+from stores.errors import UserError
+
+
+# ---- teacher train --------------------------------------------------------------------------------
+@click.group()
+def teacher():
+    """Teacher networks: train one on a store's real targets (then label with it)."""
+
+
+def teacher_arch(store_path, ref, task, arch, width, units, no_dropout, encoder) -> dict:
+    """The click options -> a validated teacher arch dict (teachers.archs.arch_dict)."""
+    from stores.repo import FrameStore
+    from teachers.archs import ARCHS, arch_dict, config_from_dict
+
+    if ARCHS[arch][2] != task:
+        raise UserError(f"--arch {arch} is a {ARCHS[arch][2]} network, not --task {task}")
+    fields = {}
+    if arch.startswith("resnet38"):
+        if encoder:
+            raise UserError(f"--encoder applies to lwrefinenet_depth, not {arch}")
+        fields.update(width=width, dropout=not no_dropout)
+        if units:
+            try:
+                parts = [int(u) for u in units.split(",")]
+            except ValueError:
+                raise UserError(f"--units {units!r}: expected N or four numbers B2,B3,B4,B5") from None
+            fields["units"] = parts * 4 if len(parts) == 1 else parts
+        if arch == "resnet38":
+            fields["num_classes"] = FrameStore.open(store_path, ref).num_classes
+    else:
+        if units or width != 1.0 or no_dropout:
+            raise UserError("--width, --units and --no-dropout apply to the resnet38 teachers")
+        if encoder:
+            fields["encoder"] = encoder
+    return arch_dict(config_from_dict({"name": arch, **fields}, source="--arch"))
+
+
+@teacher.command("train")
+@click.argument("store", type=click.Path())
+@click.option("--task", type=click.Choice(["segm", "depth"]), required=True)
+@click.option("--arch", type=click.Choice(["resnet38", "resnet38_depth", "lwrefinenet_depth"]), required=True)
+@click.option("--width", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+              help="Channel width multiplier (resnet38*; 1 = the published ResNet-38).")
+@click.option("--units", default=None, help="Residual units in B2..B5: N or four numbers (resnet38*; default 3,3,6,3).")
+@click.option("--no-dropout", is_flag=True, help="No B6/B7 dropout (resnet38*).")
+@click.option("--encoder", default=None, help="timm encoder of lwrefinenet_depth (default resnet101).")
+@click.option("--pretrained", is_flag=True, help="ImageNet encoder weights through timm (lwrefinenet_depth; needs network).")
+@click.option("--teacher-out", type=click.Path(dir_okay=False), default=None,
+              help="Teacher file to write (default OUT/RUN/teacher.pt).")
+@loop_options
+@user_errors
+def teacher_train(store, task, arch, width, units, no_dropout, encoder, pretrained, teacher_out, run, resume,
+                  **loop):
+    """Train a teacher on the store's real targets with the student's training loop; writes a teacher file.
+
+    \b
+    Examples:
+      mtdistill teacher train data.ice --task segm --arch resnet38 --width 0.25 --units 1 --epochs 30
+      mtdistill teacher train data.ice --task depth --arch resnet38_depth --run depth-t --teacher-out depth.pt
+      mtdistill label data.ice --teacher segm=runs/teacher-segm-resnet38/teacher.pt --name v1
+    """
+    from stores.merge import MergePolicy
+
+    run = run or f"teacher-{task}-{arch}"
+    arch_d = teacher_arch(store, loop["ref"], task, arch, width, units, no_dropout, encoder)
+    cfg = build_config(store, arch_d, run, policy=MergePolicy(), task_weights=((task, 1.0),),
+                       pretrained=pretrained, **loop)
+    out = teacher_out or str(Path(cfg.out) / run / "teacher.pt")
+    result = train_teacher(cfg, task, out, resume=resume)
+    summarize_run(result)
+    click.echo(f"wrote teacher {result['teacher']} (version {result['version'][:12]})")
+
+
+# ---- label ----------------------------------------------------------------------------------------
+@click.command()
+@click.argument("store", type=click.Path())
+@click.option("--teacher", "teachers", multiple=True, required=True, metavar="TASK=PATH",
+              help="segm=FILE and/or depth=FILE: a teacher file (.pt/.ts/.onnx) or module:function.")
+@click.option("--name", required=True, help="Pseudo-label set: writes pseudo/NAME/, tags label/NAME.")
+@click.option("--remap", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Ontology remap (JSON/TOML) from the segm teacher's classes to the store's.")
+@click.option("--flip", is_flag=True, help="Horizontal-flip TTA; depth teachers also write depth_conf.")
+@click.option("--frames", type=click.Choice(["missing", "all"]), default="missing", show_default=True,
+              help="missing: per task only frames without that real target; all: every frame.")
+@click.option("--workers", type=click.IntRange(min=1), default=None, help="LocalCluster worker processes [1].")
+@click.option("--threads-per-worker", type=click.IntRange(min=1), default=None,
+              help="Shards in progress per worker; its teacher runs one batch at a time, the others read/write [2].")
+@click.option("--torch-threads", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Torch threads per worker (0: cores / workers locally, torch's default remotely).")
+@click.option("--scheduler", default=None, help="Use a running dask scheduler, e.g. tcp://host:8786.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--commit-every", type=click.IntRange(min=1), default=8, show_default=True, help="Shards per commit.")
+@click.option("--ref", default="main", show_default=True, help="Branch to label and commit on.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
+@click.option("--retries", type=click.IntRange(min=0), default=2, show_default=True,
+              help="Extra attempts of a failing shard before it is reported missing.")
+@click.option("--overwrite", is_flag=True, help="Relabel a set that other teachers or settings made.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable summary.")
+@user_errors
+def label(store, teachers, name, remap, flip, frames, workers, threads_per_worker, torch_threads, scheduler, batch_size,
+          commit_every, ref, device, retries, overwrite, as_json):
+    """Label frames with teachers into pseudo/NAME on dask (resumable: re-run to finish).
+
+    Exits 1 listing the missing shards if some shard failed after its retries; the same command
+    again labels only what is missing.
+
+    \b
+    Examples:
+      mtdistill label data.ice --teacher segm=segm.pt --teacher depth=depth.pt --name v1 --workers 2
+      mtdistill label data.ice --teacher segm=cityscapes.onnx --remap teachers/remaps/cityscapes19_to_kitti6.json \\
+          --name cs-v1 --frames all --flip
+      mtdistill label data.ice --teacher segm=segm.pt --name v1 --scheduler tcp://10.0.0.5:8786
+    """
+    from pipeline.label.job import LabelConfig, format_result, parse_teachers, run_label
+
+    if scheduler and (workers or threads_per_worker):
+        raise UserError("--workers/--threads-per-worker start a local cluster; not with --scheduler")
+    cfg = LabelConfig(store=store, name=name, teachers=parse_teachers(teachers), remap=remap, flip=flip,
+                      frames=frames, workers=workers or 1, threads_per_worker=threads_per_worker or 2,
+                      torch_threads=torch_threads,
+                      scheduler=scheduler, batch_size=batch_size, commit_every=commit_every, ref=ref,
+                      device=device, retries=retries, overwrite=overwrite)
+    try:
+        result = run_label(cfg)
+    except KeyboardInterrupt:
+        click.echo(f"interrupted: finished shards are committed; run the same command again to label the "
+                   f"rest of pseudo set {name!r}", err=True)
+        sys.exit(130)
+    if as_json:
+        echo_json(result.to_dict())
+    else:
+        click.echo(format_result(result))
+    if result.missing:
+        sys.exit(1)
+
+
+# ---- qa -------------------------------------------------------------------------------------------
+@click.command()
+@click.argument("store", type=click.Path())
+@click.option("--pseudo", required=True, help="Pseudo-label set to assess.")
+@click.option("--split", default=None, help="Only this split (default: all frames).")
+@click.option("--ref", default="main", show_default=True)
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Write qa.json and reliability.png here.")
+@click.option("--json", "as_json", is_flag=True)
+@user_errors
+def qa(store, pseudo, split, ref, out, as_json):
+    """How far to trust a teacher: its pseudo-labels against real targets where both exist.
+
+    mIoU and per-class IoU, confidence calibration (accuracy per bin, ECE, accuracy above each
+    --segm-threshold), depth RMSE / abs rel / delta1. Label with --frames all to have frames to compare.
+
+    \b
+    Example:
+      mtdistill label data.ice --teacher segm=segm.pt --name check --frames all
+      mtdistill qa data.ice --pseudo check --split val --out qa/check
+    """
+    from pipeline.evaluate.qa import format_report, quality_report, reliability_plot
+    from pipeline.runtime import json_safe
+    from stores.repo import FrameStore
+
+    s = FrameStore.open(store, ref)
+    report = json_safe(quality_report(s, pseudo, split))
+    if out:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        if "segm" in report:
+            report["plot"] = reliability_plot(report, Path(out) / "reliability.png")
+        (Path(out) / "qa.json").write_text(json.dumps(report, indent=2))
+    if as_json:
+        return echo_json(report)
+    click.echo(format_report(report, [c["name"] for c in s.classes]))
+    if out:
+        click.echo(f"wrote {Path(out) / 'qa.json'}" + (f" and {report['plot']}" if "plot" in report else ""))

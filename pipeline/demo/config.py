@@ -1,0 +1,59 @@
+"""The demo's configuration (`mtdistill demo` options -> DemoConfig) and its three student regimes; read by
+pipeline/demo/run.py (the stages) and pipeline/demo/report.py (the table)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from stores.errors import UserError
+from stores.merge import MergePolicy
+
+REGIMES = {  # name -> (what it is, store, training splits, merge policy)
+    "a_real": ("(a) real targets only", "target.ice", "train", MergePolicy()),
+    "b_pseudo": ("(b) real + pseudo (paper)", "target.ice", "train,unlabeled", None),  # policy set below
+    "c_oracle": ("(c) full ground truth", "oracle.ice", "train", MergePolicy()),
+}
+PSEUDO = "teachers"
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    out: str = "demo_out"
+    preset: str = "outdoor"                  # outdoor (KITTI-6) learns within a CPU budget; indoor has 40 classes
+    size: tuple[int, int] | None = None      # (H, W); None = 96x128 indoor, 80x256 outdoor (full: preset size)
+    frames: int = 500                        # target-domain frames
+    source_frames: int = 300                 # fully labeled second domain for the teachers
+    segm_fraction: float = 0.1               # share of target train frames with segmentation
+    student_steps: int = 250
+    teacher_steps: int = 400
+    batch_size: int = 8
+    teacher: str = "student"                 # "student": an MT-LW-RefineNet teacher for both tasks (CPU);
+                                             # "resnet38": ResNet-38 segmenter + ResNet-38 depth expert
+    teacher_width: float = 0.5               # ResNet-38 width multiplier
+    teacher_units: tuple[int, ...] = (3, 3, 6, 3)
+    lr_encoder: float = 1e-2                 # no ImageNet weights offline: the encoder learns from scratch
+    segm_threshold: float = 0.5
+    teacher_sees_target: bool = True         # teachers also train on the target's few labeled frames
+    seed: int = 0
+    device: str = "auto"
+    workers: int = 2                         # labeling workers and DataLoader workers
+
+    @classmethod
+    def full(cls, **kw) -> "DemoConfig":
+        """A larger configuration meant for a GPU."""
+        kw.setdefault("size", {"indoor": (480, 640), "outdoor": (352, 1216)}[kw.get("preset", "outdoor")])
+        base = dict(frames=3000, source_frames=2000, student_steps=6000, teacher_steps=8000,
+                    teacher="resnet38", batch_size=8)
+        return cls(**{**base, **kw})
+
+    def frame_size(self) -> tuple[int, int]:
+        if self.size:
+            return self.size
+        return {"indoor": (96, 128), "outdoor": (80, 256)}[self.preset]
+
+
+def demo_config(full: bool, **kw) -> DemoConfig:
+    """Click options (None = default) -> DemoConfig; --full starts from the GPU-sized configuration."""
+    kw = {k: v for k, v in kw.items() if v is not None}
+    if kw.get("preset", "indoor") not in ("indoor", "outdoor"):
+        raise UserError(f"--preset {kw['preset']!r}: choose indoor or outdoor")
+    return DemoConfig.full(**kw) if full else DemoConfig(**kw)

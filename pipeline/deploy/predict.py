@@ -1,0 +1,181 @@
+"""Run a trained student on image files (`mtdistill predict`): pictures for people and raw outputs for tools.
+
+Flow: checkpoint -> student (pipeline/bench.read_student) + its class list; each image file (any size,
+grey/RGBA/palette converted to RGB) -> padded to a multiple of 32 with the mean colour -> student ->
+logits / depth upsampled to the padded size and cropped back (pipeline/evaluate.predict) -> files in
+OUT, named after the image:
+  NAME_segm.png        uint8 class ids (0..C-1)
+  NAME_depth.png       uint16 millimetres (clipped at 65.535 m), or NAME_depth.npy float32 metres
+  NAME_segm_color.png  the class colours (NYUD-40 / KITTI-6 palettes)
+  NAME_depth_color.png magma colour map, near bright, with a colour bar and its range
+  NAME_panel.png       input | segmentation | depth, with a legend of the classes present
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from pipeline.deploy import visual
+from student.model import MEAN_RGB
+from stores.classes import KITTI6, NYUD40, make_classes
+from stores.errors import UserError
+
+DEPTH_FORMATS = ("png", "npy")
+MM_MAX = 65535  # uint16 millimetres
+
+
+def classes_of(ckpt: dict, num_classes: int) -> list[dict]:
+    """The checkpoint's class list; without one, NYUD-40 for 40 classes, KITTI-6 for 6, else generic names."""
+    classes = ckpt.get("classes")
+    if isinstance(classes, list) and len(classes) == num_classes and all(
+            isinstance(c, dict) and {"id", "name", "color"} <= set(c) for c in classes):
+        return classes
+    return {40: NYUD40, 6: KITTI6}.get(num_classes) or make_classes([f"class {i}" for i in range(num_classes)])
+
+
+def load_predictor(checkpoint) -> tuple[torch.nn.Module, list[dict]]:
+    from pipeline.deploy.bench import read_student
+
+    model, ckpt = read_student(checkpoint)
+    return model, classes_of(ckpt, model.num_classes)
+
+
+def read_image(path) -> np.ndarray:
+    """(H, W, 3) uint8 from any 8-bit image file; a missing or undecodable file is a UserError naming it."""
+    from stores.sources.images import read_rgb
+
+    return read_rgb(path)
+
+
+def predict_image(model: torch.nn.Module, rgb: np.ndarray, device: torch.device, multiple: int = 32,
+                  min_size: int = 64) -> dict[str, np.ndarray]:
+    """(H, W, 3) uint8 -> {"segm": uint8 (H, W) ids, "prob": float32 (H, W), "depth": float32 (H, W) metres}.
+
+    The image is padded right/bottom with the mean colour (what training pads with) to a multiple of
+    `multiple` (at least `min_size`), so the 1/4-resolution outputs map exactly onto input pixels."""
+    from pipeline.evaluate.evaluate import predict
+
+    h, w = rgb.shape[:2]
+    ph, pw = (max(min_size, math.ceil(v / multiple) * multiple) for v in (h, w))
+    x = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))[None]      # (1,3,H,W) uint8
+    if (ph, pw) != (h, w):
+        canvas = torch.tensor(MEAN_RGB, dtype=torch.uint8).view(1, 3, 1, 1).expand(1, 3, ph, pw).clone()
+        canvas[..., :h, :w] = x
+        x = canvas
+    out = predict(model, x, device)                                                  # at (ph, pw)
+    return {"segm": out["segm"][0, :h, :w].to(torch.uint8).cpu().numpy(),
+            "prob": out["prob"][0, :h, :w].float().cpu().numpy(),
+            "depth": out["depth"][0, :h, :w].float().cpu().numpy()}
+
+
+def depth_to_mm(depth: np.ndarray) -> tuple[np.ndarray, int]:
+    """float metres -> (uint16 millimetres, number of pixels clipped at 65.535 m)."""
+    mm = np.round(np.nan_to_num(depth, nan=0.0) * 1000.0)
+    clipped = int((mm > MM_MAX).sum())
+    return np.clip(mm, 0, MM_MAX).astype(np.uint16), clipped
+
+
+def save_outputs(out: Path, name: str, rgb: np.ndarray, pred: dict, classes: list[dict],
+                 depth_range: tuple[float, float] | None = None, depth_format: str = "png") -> dict:
+    """Write the five files of one image (see module docstring); returns what was written and seen."""
+    segm, depth = pred["segm"], pred["depth"]
+    vmin, vmax = depth_range or visual.depth_range(depth)
+    files = {"segm": out / f"{name}_segm.png", "segm_color": out / f"{name}_segm_color.png",
+             "depth_color": out / f"{name}_depth_color.png", "panel": out / f"{name}_panel.png"}
+    Image.fromarray(segm).save(files["segm"])
+    clipped = 0
+    if depth_format == "npy":
+        files["depth"] = out / f"{name}_depth.npy"
+        np.save(files["depth"], depth.astype(np.float32))
+    else:
+        files["depth"] = out / f"{name}_depth.png"
+        mm, clipped = depth_to_mm(depth)
+        Image.fromarray(mm).save(files["depth"])  # uint16 -> 16-bit grey PNG
+    segm_rgb = visual.colorize_segm(segm, classes)
+    text = int(np.clip(rgb.shape[0] // 18, 12, 28))
+    depth_rgb = visual.with_colorbar(visual.colorize_depth(depth, vmin, vmax, invalid_color=None), vmin, vmax,
+                                     size=text)
+    Image.fromarray(segm_rgb).save(files["segm_color"])
+    Image.fromarray(depth_rgb).save(files["depth_color"])
+    present = np.unique(segm).tolist()
+    cells = [[("input", rgb), ("segmentation", segm_rgb), ("depth", depth_rgb)]]
+    width = sum(a.shape[1] for _, a in cells[0]) + 2 * 6
+    key = visual.legend(classes, present, width=width, size=text)
+    Image.fromarray(visual.panel(cells, size=text, footer=key)).save(files["panel"])
+    return {"files": {k: str(v) for k, v in files.items()}, "size": [rgb.shape[0], rgb.shape[1]],
+            "classes_present": [classes[i]["name"] for i in present if i < len(classes)],
+            "depth_range": [vmin, vmax], "depth_clipped_px": clipped}
+
+
+def output_names(images: Sequence[Path]) -> list[str]:
+    """File stems, made unique (a/x.png, b/x.jpg -> x, x-2)."""
+    seen, names = {}, []
+    for p in images:
+        stem = Path(p).stem
+        seen[stem] = seen.get(stem, 0) + 1
+        names.append(stem if seen[stem] == 1 else f"{stem}-{seen[stem]}")
+    return names
+
+
+def check_images(images: Sequence) -> list[Path]:
+    """Every path is a file whose header an image decoder recognises (cheap: pixels are not decoded)."""
+    from stores.sources.images import BadInput
+
+    paths = [Path(p) for p in images]
+    if not paths:
+        raise UserError("no image given")
+    for p in paths:
+        if not p.is_file():
+            raise UserError(f"{p}: {'is a directory, not an image' if p.is_dir() else 'file not found'}")
+        try:
+            with Image.open(p):
+                pass
+        except (OSError, SyntaxError, ValueError) as e:
+            raise BadInput(p, f"cannot decode image ({type(e).__name__}: {e})") from None
+    return paths
+
+
+def predict_files(checkpoint, images: Sequence, out, device: str = "auto", threads: int | None = None,
+                  depth_range: tuple[float, float] | None = None, depth_format: str = "png",
+                  progress=None) -> list[dict]:
+    """Predict every image file into `out`; returns one record per image (files, size, classes, range).
+
+    All inputs are checked before any work (options, checkpoint, image headers); an image that still
+    fails to decode stops the run with a UserError naming it (earlier images' files stay written).
+    progress: optional `progress(description, total, unit=...)` context manager yielding advance(n)."""
+    from pipeline.runtime import resolve_device
+
+    if depth_format not in DEPTH_FORMATS:
+        raise UserError(f"depth format {depth_format!r}: choose one of {', '.join(DEPTH_FORMATS)}")
+    if depth_range is not None and not (0 <= depth_range[0] < depth_range[1]):
+        raise UserError(f"depth range {depth_range[0]:g} {depth_range[1]:g}: need 0 <= MIN < MAX (metres)")
+    images = check_images(images)
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out}: exists and is not a directory")
+    model, classes = load_predictor(checkpoint)
+    dev = resolve_device(device)
+    model.to(dev, memory_format=torch.channels_last)  # same outputs; faster convs on CPU (BENCHMARKS.md)
+    out.mkdir(parents=True, exist_ok=True)
+    old_threads = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    records = []
+    bar = progress("predict", len(images), unit="images") if progress else contextlib.nullcontext(lambda n: None)
+    try:
+        with bar as advance:
+            for path, name in zip(images, output_names(images)):
+                rgb = read_image(path)
+                pred = predict_image(model, rgb, dev)
+                records.append({"image": str(path), **save_outputs(out, name, rgb, pred, classes, depth_range,
+                                                                   depth_format)})
+                advance(1)
+    finally:
+        torch.set_num_threads(old_threads)
+    return records

@@ -1,0 +1,83 @@
+"""Evaluation of a trained network (student or teacher) on a store split: pooled mIoU and depth metrics.
+
+Used by `mtdistill evaluate`, by the training loop each epoch (val split) and by the demo. Real
+targets only (no pseudo-labels) at full frame resolution; predictions are upsampled bilinearly.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from student.model import normalize
+from pipeline.evaluate.metrics import DepthMetrics, SegmMetrics
+from stores.dataset import FrameDataset
+
+
+@torch.inference_mode()
+def predict(model, rgb: torch.Tensor, device, size=None) -> dict:
+    """uint8 (B,3,H,W) -> {"segm": int64 (B,H,W) argmax, "depth": float32 (B,H,W) metres, "prob": max prob}
+    at `size` (default the input size), for whichever tasks the model has."""
+    size = size or tuple(rgb.shape[-2:])
+    x = normalize(rgb.to(device))
+    if device.type == "cuda":
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        out = model(x)
+    res = {}
+    if "segm" in out:
+        logits = F.interpolate(out["segm"].float(), size=size, mode="bilinear", align_corners=False)
+        prob, label = logits.softmax(1).max(1)
+        res["segm"], res["prob"] = label, prob
+    if "depth" in out:
+        d = F.interpolate(out["depth"].float(), size=size, mode="bilinear", align_corners=False)
+        res["depth"] = F.relu(d)[:, 0]
+    return res
+
+
+def evaluate_model(model, store, indices, *, device, tasks=("segm", "depth"), batch_size: int = 4,
+                   depth_crop: str | None = None, depth_cap: float | None = None) -> dict:
+    """{"segm": {miou, pixel_acc, iou, pixels}, "depth": {rmse, rmse_log, abs_rel, ...}, "frames": n}."""
+    was_training = model.training
+    model.eval()
+    ds = FrameDataset(store.path, store.snapshot_id, indices)
+    segm = SegmMetrics(store.num_classes) if "segm" in tasks else None
+    depth = DepthMetrics(crop=depth_crop, cap=depth_cap) if "depth" in tasks else None
+    for start in range(0, len(ds), batch_size):
+        items = [ds[i] for i in range(start, min(start + batch_size, len(ds)))]
+        rgb = torch.stack([it["rgb"] for it in items])
+        pred = predict(model, rgb, torch.device(device))
+        if segm is not None:
+            segm.update(pred["segm"].cpu().numpy(), np.stack([it["segm"].numpy() for it in items]))
+        if depth is not None:
+            depth.update(pred["depth"].cpu().numpy(), np.stack([it["depth"].numpy() for it in items]))
+    model.train(was_training)
+    out = {"frames": len(ds)}
+    if segm is not None:
+        out["segm"] = segm.compute()
+    if depth is not None:
+        out["depth"] = depth.compute()
+    return out
+
+
+def format_metrics(res: dict, class_names) -> str:
+    """A table for people: headline metrics, then per-class IoU."""
+    lines = [f"{res['split']}: {res['frames']} frames (store snapshot {res['snapshot']})"]
+    if "segm" in res:
+        s = res["segm"]
+        lines.append(f"  mIoU {100 * (s['miou'] or 0):6.2f} %   pixel accuracy {100 * (s['pixel_acc'] or 0):6.2f} %")
+    if "depth" in res:
+        d = res["depth"]
+        if d["pixels"]:
+            lines.append(f"  RMSE {d['rmse']:.3f} m   RMSE(log) {d['rmse_log']:.3f}   abs rel {d['abs_rel']:.3f}   "
+                         f"sq rel {d['sq_rel']:.3f}")
+            lines.append(f"  delta<1.25 {d['delta1']:.3f}   <1.25^2 {d['delta2']:.3f}   <1.25^3 {d['delta3']:.3f}")
+        else:
+            lines.append("  depth: no valid ground-truth pixel")
+    if "segm" in res:
+        lines.append("  per-class IoU (%):")
+        ious = res["segm"]["iou"]
+        cells = [f"{n[:14]:<14} {'  -  ' if v is None else f'{100 * v:5.1f}'}" for n, v in zip(class_names, ious)]
+        for i in range(0, len(cells), 4):
+            lines.append("    " + "   ".join(cells[i:i + 4]))
+    return "\n".join(lines)

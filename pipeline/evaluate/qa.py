@@ -1,0 +1,182 @@
+"""Quality report of a pseudo-label set (`mtdistill qa`): how far to trust a teacher, measured where real
+targets exist.
+
+Flow: after `mtdistill label` (best with `--frames all`, so frames with real targets get pseudo-labels
+too) -> **quality_report** streams the labeled shards once: segmentation mIoU / per-class IoU against
+real labels (pipeline.evaluate.metrics.SegmMetrics), confidence calibration (accuracy per confidence bin, ECE,
+accuracy and coverage above each merge threshold), depth RMSE / abs rel / delta1 (DepthMetrics) ->
+text, JSON and a reliability plot. Only frames of shards whose done flag is set count.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from pipeline.evaluate.metrics import DepthMetrics, SegmMetrics
+from stores.errors import UserError
+
+THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
+
+
+class Calibration:
+    """Per-pixel confidence (uint8 = p x 255) vs correctness, kept as 256-level histograms."""
+
+    def __init__(self):
+        self.count = np.zeros(256, np.int64)
+        self.correct = np.zeros(256, np.int64)
+
+    def update(self, conf: np.ndarray, correct: np.ndarray) -> None:
+        c = conf.ravel().astype(np.int64)
+        self.count += np.bincount(c, minlength=256)
+        self.correct += np.bincount(c, weights=correct.ravel().astype(np.float64), minlength=256).astype(np.int64)
+
+    def bins(self, n: int = 10) -> list[dict]:
+        """n equal-width confidence bins over [0, 1]: pixels, mean confidence, accuracy."""
+        p = np.arange(256) / 255.0
+        which = np.minimum((p * n).astype(int), n - 1)
+        out = []
+        for b in range(n):
+            m = which == b
+            k = int(self.count[m].sum())
+            out.append({"lo": b / n, "hi": (b + 1) / n, "pixels": k,
+                        "confidence": float((self.count[m] * p[m]).sum() / k) if k else None,
+                        "accuracy": float(self.correct[m].sum() / k) if k else None})
+        return out
+
+    def ece(self, n: int = 10) -> float:
+        total = self.count.sum()
+        return float(sum(b["pixels"] / total * abs(b["accuracy"] - b["confidence"])
+                         for b in self.bins(n) if b["pixels"])) if total else float("nan")
+
+    def thresholds(self, values=THRESHOLDS) -> list[dict]:
+        """What `train --segm-threshold t` would keep: share of pixels and their accuracy."""
+        total = self.count.sum()
+        out = []
+        for t in values:
+            keep = np.arange(256) >= np.ceil(t * 255 - 1e-6)          # same integer rule as the merge
+            k = int(self.count[keep].sum())
+            out.append({"threshold": t, "kept": k / total if total else float("nan"),
+                        "accuracy": float(self.correct[keep].sum() / k) if k else None})
+        return out
+
+    def summary(self) -> dict:
+        total = int(self.count.sum())
+        mean_conf = float((self.count * np.arange(256) / 255).sum() / total) if total else float("nan")
+        acc = float(self.correct.sum() / total) if total else float("nan")
+        return {"pixels": total, "mean_confidence": mean_conf, "accuracy": acc, "ece": self.ece(),
+                "bins": self.bins(), "thresholds": self.thresholds()}
+
+
+def labeled_frames(store, name: str, split: str | None) -> np.ndarray:
+    """Frames of done shards (optionally of one split)."""
+    g = store.pseudo(name)
+    done = g["done"][:]
+    s, n = store.shard_frames, g["segm"].shape[0]
+    ok = np.repeat(done, s)[:n]
+    idx = store.indices(split)
+    idx = idx[idx < n]
+    return idx[ok[idx]]
+
+
+def quality_report(store, name: str, split: str | None = None) -> dict:
+    """Pseudo vs real on every labeled frame that has the real target (module docstring)."""
+    g = store.pseudo(name)
+    tasks = list(g.attrs.get("tasks", ["segm", "depth"]))
+    frames = labeled_frames(store, name, split)
+    has = {"segm": store.root["real/has_segm"][:], "depth": store.root["real/has_depth"][:]}
+    segm, calib = SegmMetrics(store.num_classes), Calibration()
+    depth = DepthMetrics()
+    cover = {"segm": [0, 0], "depth": [0, 0]}                           # [pseudo-labeled, real] pixels
+    used = {"segm": 0, "depth": 0}
+    s = store.shard_frames
+    for start in range(0, store.num_frames, s):                          # one shard at a time
+        sel = frames[(frames >= start) & (frames < start + s)]
+        for task in tasks:
+            idx = sel[has[task][sel]]
+            if len(idx) == 0:
+                continue
+            used[task] += len(idx)
+            lo, hi = int(idx.min()), int(idx.max()) + 1
+            rel = idx - lo
+            if task == "segm":
+                real, pseudo, conf = (store.root["real/segm"][lo:hi][rel], g["segm"][lo:hi][rel],
+                                      g["conf"][lo:hi][rel])
+                valid, both = real != 255, (real != 255) & (pseudo != 255)
+                segm.update(pseudo, real)             # 255 on either side is ignored
+                calib.update(conf[both], pseudo[both] == real[both])
+                cover["segm"][0] += int(both.sum())
+                cover["segm"][1] += int(valid.sum())
+            else:
+                real = store.root["real/depth"][lo:hi][rel]
+                pseudo = g["depth"][lo:hi][rel].astype(np.float32)
+                both = (real > 0) & (pseudo > 0)
+                depth.update(pseudo, np.where(both, real, 0))
+                cover["depth"][0] += int(both.sum())
+                cover["depth"][1] += int((real > 0).sum())
+    if not any(used.values()):
+        raise UserError(f"{store.path}: no labeled frame of pseudo set {name!r}"
+                        f"{f' in split {split!r}' if split else ''} has a real target to compare with; "
+                        f"label with --frames all to measure the teacher")
+    out = {"store": str(store.path), "snapshot": store.snapshot_id, "pseudo": name, "split": split,
+           "teachers": dict(g.attrs.get("teachers", {})), "labeled_frames": int(len(frames))}
+    if used["segm"]:
+        out["segm"] = {**segm.compute(), "frames": used["segm"],
+                       "coverage": cover["segm"][0] / max(cover["segm"][1], 1),
+                       "calibration": calib.summary()}
+    if used["depth"]:
+        out["depth"] = {**depth.compute(), "frames": used["depth"],
+                        "coverage": cover["depth"][0] / max(cover["depth"][1], 1)}
+    return out
+
+
+def reliability_plot(report: dict, path) -> str:
+    """Reliability diagram (accuracy vs confidence per bin, the diagonal = perfect calibration) and the
+    confidence histogram, as a PNG."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cal = report["segm"]["calibration"]
+    bins = [b for b in cal["bins"] if b["pixels"]]                     # empty bins draw nothing
+    centers = np.array([(b["lo"] + b["hi"]) / 2 for b in bins])
+    acc = np.array([b["accuracy"] for b in bins])
+    conf = np.array([b["confidence"] for b in bins])
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 4))
+    ax1.bar(centers, acc, width=0.09, color="#4878d0", edgecolor="black", label="accuracy")
+    ax1.bar(centers, conf - acc, bottom=acc, width=0.09, color="#ee854a", alpha=0.5,
+            edgecolor="black", label="gap to confidence")
+    ax1.plot([0, 1], [0, 1], "k--", lw=1, label="perfect calibration")
+    ax1.set(xlim=(0, 1), ylim=(0, 1), xlabel="teacher confidence", ylabel="accuracy vs real labels",
+            title=f"{report['pseudo']}: ECE {cal['ece']:.3f}")
+    ax1.legend(loc="upper left", fontsize=8)
+    ax2.bar(centers, [b["pixels"] for b in bins], width=0.09, color="#6acc64", edgecolor="black")
+    ax2.set(xlim=(0, 1), xlabel="teacher confidence", ylabel="pixels", title="confidence histogram")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return str(path)
+
+
+def format_report(r: dict, class_names) -> str:
+    lines = [f"pseudo set {r['pseudo']!r} vs real targets ({r['labeled_frames']} labeled frames"
+             f"{', split ' + r['split'] if r['split'] else ''}; store snapshot {r['snapshot']})"]
+    if "segm" in r:
+        s, c = r["segm"], r["segm"]["calibration"]
+        gap = c["mean_confidence"] - c["accuracy"]
+        lines += [f"segm ({s['frames']} frames, {100 * s['coverage']:.1f}% of real-labeled pixels have a pseudo label):",
+                  f"  mIoU {100 * s['miou']:.2f} %   pixel accuracy {100 * s['pixel_acc']:.2f} %",
+                  f"  calibration: ECE {c['ece']:.3f}, mean confidence {c['mean_confidence']:.3f} vs accuracy "
+                  f"{c['accuracy']:.3f} ({'over' if gap > 0 else 'under'}confident by {abs(gap):.3f})",
+                  "  --segm-threshold  kept   accuracy"]
+        for t in c["thresholds"]:
+            acc = "   -" if t["accuracy"] is None else f"{100 * t['accuracy']:6.1f}%"
+            lines.append(f"  {t['threshold']:>16.2f}  {100 * t['kept']:5.1f}%  {acc}")
+        cells = [f"{n[:14]:<14} {'  -  ' if v is None or v != v else f'{100 * v:5.1f}'}" for n, v in zip(class_names, s["iou"])]
+        lines.append("  per-class IoU (%):")
+        lines += ["    " + "   ".join(cells[i:i + 4]) for i in range(0, len(cells), 4)]
+    if "depth" in r:
+        d = r["depth"]
+        lines.append(f"depth ({d['frames']} frames, {100 * d['coverage']:.1f}% of valid real pixels covered):")
+        if d["pixels"]:
+            lines.append(f"  RMSE {d['rmse']:.3f} m   abs rel {d['abs_rel']:.3f}   delta<1.25 {d['delta1']:.3f}   "
+                         f"RMSE(log) {d['rmse_log']:.3f}")
+    return "\n".join(lines)

@@ -1,0 +1,139 @@
+"""Before a labeling job runs (coordinator side of pipeline/label/job.py): who labels, what is left to do.
+
+Flow: label.py opens the store and the teachers -> `identity` (what makes two runs the same labeling)
+-> `prepare_arrays` creates pseudo/<name>/ or grows it to the store's frame count (one commit, only
+when something changed) and refuses to mix provenance under one name -> `pending_shards` (done flag
+unset) -> the dask job. Also the per-name run lock: one job per pseudo set at a time (another name may run
+beside it; commits from both go through the store's commit lock and rebase).
+"""
+from __future__ import annotations
+
+import re
+from contextlib import contextmanager
+
+import numpy as np
+import zarr
+
+from stores.errors import StoreError, UserError
+from stores.lock import LockBusy, label_lock
+from stores.schema import create_array, create_pseudo
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+PSEUDO_KEYS = ("segm", "conf", "depth")
+
+
+def parse_name(name: str) -> str:
+    if not NAME_RE.match(name or ""):
+        raise UserError(f"--name {name!r}: use letters, digits, '.', '_' or '-' (pseudo set names are "
+                        f"store paths), starting with a letter or digit")
+    return name
+
+
+@contextmanager
+def run_lock(store_path, name: str):
+    """Non-blocking exclusive lock of pseudo set `name`; released on exit, and by the OS if killed."""
+    try:
+        with label_lock(store_path, name):
+            yield
+    except LockBusy:
+        raise UserError(f"{store_path}: another label job is writing pseudo set {name!r} right now; "
+                        f"wait for it or use another --name") from None
+
+
+def identity(teachers: dict, frames: str) -> dict:
+    """What must match for a re-run to continue a pseudo set: teacher weights, remap, flip, frame choice.
+    `teachers`: task -> Teacher (opened by the coordinator)."""
+    out = {"frames": frames, "teachers": {}}
+    for task, t in sorted(teachers.items()):
+        prov = t.provenance()
+        out["teachers"][task] = {"version": t.version, "flip": t.flip,
+                                 "remap": prov["remap"]["table"] if prov["remap"] else None}
+    return out
+
+
+def describe_identity(ident: dict) -> str:
+    parts = [f"frames={ident.get('frames')}"]
+    for task, t in sorted(ident.get("teachers", {}).items()):
+        parts.append(f"{task} teacher {t['version'][:12]}" + (" +flip" if t.get("flip") else "")
+                     + (" +remap" if t.get("remap") else ""))
+    return ", ".join(parts)
+
+
+def group_attrs(store, teachers: dict, ident: dict, depth_conf: bool, input_snapshot: str) -> dict:
+    """Attributes of pseudo/<name>: read by `mtdistill show`, the merge rule's compatibility check and qa."""
+    return {
+        "tasks": sorted(teachers),
+        "teachers": {task: t.provenance() for task, t in sorted(teachers.items())},
+        "identity": ident, "classes": store.classes, "depth_unit": "m", "frames": ident["frames"],
+        "depth_conf": depth_conf, "input_snapshot": input_snapshot,
+    }
+
+
+def check_existing(store, name: str, ident: dict, overwrite: bool) -> bool:
+    """True if pseudo/<name> exists and belongs to this labeling; False if absent (or to be replaced)."""
+    if name not in store.pseudo_sets():
+        return False
+    old = dict(store.root[f"pseudo/{name}"].attrs).get("identity")
+    if old == ident:
+        return True
+    if overwrite:
+        return False
+    was = describe_identity(old) if old else "something other than `mtdistill label`"
+    raise UserError(f"{store.path}: pseudo set {name!r} was labeled by {was}; this run uses "
+                    f"{describe_identity(ident)}. Use another --name, or --overwrite to relabel it")
+
+
+def prepare_arrays(store, name: str, attrs: dict, keep: bool, message_md: dict) -> tuple[object, bool]:
+    """Create (or replace) pseudo/<name> for all frames, or grow it to the store's frame count.
+    Returns (store reopened at the new head, whether a commit was made)."""
+    n, s = store.num_frames, store.shard_frames
+    session = store.writable_session(store.ref)
+    root = zarr.open_group(session.store, mode="a")
+    changed = None
+    if not keep:
+        if f"pseudo/{name}" in root:
+            del root[f"pseudo/{name}"]
+        g = create_pseudo(root, name, n, attrs)
+        if attrs["depth_conf"]:
+            create_array(g, "depth_conf", "uint8", 0, tuple(store.frame_size), s, n)
+        changed = f"label {name}: create pseudo arrays for {n} frames"
+    else:
+        g = root[f"pseudo/{name}"]
+        old_n = g["segm"].shape[0]
+        if old_n > n:
+            raise StoreError(f"{store.path}: pseudo set {name!r} covers {old_n} frames, the store has {n}")
+        if old_n < n:
+            for key in (*PSEUDO_KEYS, *(("depth_conf",) if "depth_conf" in g else ())):
+                g[key].resize((n, *g[key].shape[1:]))
+            g["done"].resize((-(-n // s),))
+            if old_n % s:
+                g["done"][old_n // s] = False       # the old last shard grew: relabel it whole
+            changed = f"label {name}: grow pseudo arrays {old_n} -> {n} frames"
+    if changed is None:
+        return store, False
+    store.commit(session, changed, {**message_md, "frames_total": n})
+    return store.reopen(), True
+
+
+def pending_shards(store, name: str) -> np.ndarray:
+    """Indices of shards whose done flag is unset."""
+    return np.flatnonzero(~store.root[f"pseudo/{name}/done"][:])
+
+
+def shard_range(shard: int, n: int, s: int) -> tuple[int, int]:
+    return shard * s, min(n, (shard + 1) * s)
+
+
+def compact_ranges(shards) -> list[list[int]]:
+    """[0, 1, 2, 5, 6] -> [[0, 2], [5, 6]] (inclusive), for commit metadata that stays small."""
+    out: list[list[int]] = []
+    for k in sorted(int(x) for x in shards):
+        if out and out[-1][1] == k - 1:
+            out[-1][1] = k
+        else:
+            out.append([k, k])
+    return out
+
+
+def expand_ranges(ranges) -> list[int]:
+    return [k for a, b in ranges for k in range(a, b + 1)]

@@ -1,0 +1,234 @@
+"""The one training loop, for the student and for teachers (`mtdistill train`, `mtdistill teacher train`).
+
+Reads in order: seed -> data -> model -> optimiser -> resume -> steps (train, evaluate each epoch,
+checkpoint). Data is one store snapshot (recorded in the checkpoint and tagged `train/<run>`), targets
+come from the merge rule (stores/merge.py). Sample order and augmentation are functions of (seed,
+epoch, position), so `--resume` after a kill reaches the same weights as an uninterrupted run.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pipeline.checkpoint import build_model, load_checkpoint, model_tasks, param_groups
+from pipeline.runtime import json_safe, progress_bar, resolve_device
+from pipeline.train.config import TrainConfig, lr_factor
+from pipeline.train.data import AugmentedItems, RunSampler, make_loader
+from stores.dataset import FrameDataset
+from stores.errors import UserError
+from stores.files import atomic_write
+from stores.repo import FrameStore
+from student.losses import MultiTaskLoss
+from student.model import normalize
+
+__all__ = ["TrainConfig", "train"]
+
+
+@dataclass
+class Run:
+    """What a run holds between steps: its data, model, optimiser and position."""
+    cfg: TrainConfig
+    store: FrameStore
+    arch: dict
+    tasks: tuple[str, ...]
+    data: FrameDataset
+    device: torch.device
+    model: torch.nn.Module
+    opt: torch.optim.Optimizer
+    loss_fn: MultiTaskLoss
+    step: int = 0
+    total: int = 0
+
+    @property
+    def dir(self) -> Path:
+        return Path(self.cfg.out) / self.cfg.run
+
+
+def open_data(cfg: TrainConfig, resume: dict | None) -> tuple[FrameStore, dict, tuple[str, ...], FrameDataset]:
+    """The store at the run's snapshot (a resumed run reads the snapshot it started on), the architecture
+    dict (num_classes from the store), the tasks it trains and the merged-target dataset of its splits."""
+    store = FrameStore.open(cfg.store, resume["snapshot"] if resume else cfg.ref)
+    arch = resume["arch"] if resume else {**cfg.arch, **({"num_classes": store.num_classes}
+                                                          if cfg.arch["name"] in ("student", "resnet38") else {})}
+    idx = np.concatenate([store.indices(s) for s in cfg.split.split(",")])
+    if len(idx) == 0:
+        raise UserError(f"{cfg.store}: no frames in split {cfg.split!r} at {cfg.ref}")
+    return store, arch, model_tasks(arch), FrameDataset(store.path, store.snapshot_id, idx, cfg.policy)
+
+
+def build_run(cfg: TrainConfig, resume: dict | None) -> Run:
+    """seed -> data -> model -> optimiser -> resume. Raises UserError before anything is written."""
+    device = resolve_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    store, arch, tasks, data = open_data(cfg, resume)
+    model = build_model(arch, encoder_weights=cfg.encoder_weights, pretrained=cfg.pretrained).to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    groups = param_groups(model, cfg.lr_encoder, cfg.lr_decoder)
+    for g in groups:
+        g["base_lr"] = g["lr"]
+    opt = torch.optim.SGD(groups, lr=cfg.lr_decoder, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    loss_fn = MultiTaskLoss({t: w for t, w in cfg.task_weights if t in tasks})
+    run = Run(cfg, store, arch, tasks, data, device, model, opt, loss_fn)
+    if resume:
+        model.load_state_dict(resume["model"])
+        opt.load_state_dict(resume["optimizer"])
+        run.step = resume["step"]
+        torch.set_rng_state(resume["rng"]["torch"])
+    else:
+        init_depth_bias(model, data)
+    return run
+
+
+def start_run(run: Run) -> None:
+    """Make the run's folder, tag the snapshot it reads and write config.json (a new run only)."""
+    tag_run(run.store, run.cfg.run)
+    run.dir.mkdir(parents=True, exist_ok=True)
+    atomic_write(run.dir / "config.json", lambda tmp: tmp.write_text(json.dumps(run.cfg.to_dict(), indent=2)))
+
+
+def train_step(run: Run, batch: dict) -> dict[str, torch.Tensor]:
+    """One SGD step on a batch {"rgb": (B,3,H,W) uint8, task: target}; returns the loss dict."""
+    for g in run.opt.param_groups:
+        g["lr"] = g["base_lr"] * lr_factor(run.step, run.total, run.cfg.milestones, run.cfg.gamma)
+    x = normalize(batch["rgb"].to(run.device, non_blocking=True))
+    if run.device.type == "cuda":
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=run.device.type == "cuda"):
+        out = run.model(x)
+    out = {k: v.float() for k, v in out.items()}
+    targets = {t: batch[t].to(run.device, non_blocking=True) for t in run.tasks}
+    losses = run.loss_fn(out, targets)
+    run.opt.zero_grad(set_to_none=True)
+    losses["loss"].backward()
+    run.opt.step()
+    run.step += 1
+    return losses
+
+
+def end_of_epoch(run: Run, losses: dict, timing: dict, steps_per_epoch: int, val_idx, evaluate_fn) -> dict:
+    """Epoch metrics (losses, images/s, data-wait share, lr, val metrics), appended to metrics.jsonl."""
+    elapsed = time.perf_counter() - timing["t0"]
+    metrics = {"epoch": math.ceil(run.step / steps_per_epoch), "step": run.step,
+               **{f"loss_{k}": v.item() for k, v in losses.items()},
+               "images_per_s": timing["seen"] / elapsed, "data_wait_frac": timing["wait"] / elapsed,
+               "lr_decoder": run.opt.param_groups[1]["lr"]}
+    if len(val_idx):
+        run.model.eval()
+        metrics["val"] = evaluate_fn(run.model, run.store, val_idx, device=run.device, tasks=run.tasks)
+        run.model.train()
+    with open(run.dir / "metrics.jsonl", "a") as f:
+        f.write(json.dumps(json_safe(metrics)) + "\n")
+    return metrics
+
+
+def save_checkpoint(run: Run, metrics: dict) -> None:
+    """Write OUT/RUN/last.pt atomically: weights, optimiser, step, config, arch, snapshot, merge policy,
+    classes, tasks, RNG state and the last epoch's metrics (a plain dict, weights_only-loadable)."""
+    cfg = run.cfg
+    ckpt = {"model": {k: v.detach().cpu() for k, v in run.model.state_dict().items()},
+            "optimizer": run.opt.state_dict(),
+            "scheduler": {"kind": "step", "milestones": list(cfg.milestones), "gamma": cfg.gamma,
+                          "total_steps": run.total},
+            "step": run.step, "config": cfg.to_dict(), "arch": run.arch, "snapshot": run.store.snapshot_id,
+            "store": str(Path(cfg.store).resolve()), "merge_policy": cfg.policy.to_dict(),
+            "classes": run.store.classes, "tasks": list(run.tasks), "rng": {"torch": torch.get_rng_state()},
+            "metrics": metrics or {}}
+    atomic_write(run.dir / "last.pt", lambda tmp: torch.save(ckpt, tmp))
+
+
+def train(cfg: TrainConfig, resume: bool = False, evaluate_fn=None) -> dict:
+    """Run a training run, or continue a stopped one with `resume`.
+
+    Returns {"checkpoint": path of OUT/RUN/last.pt, "step", "total_steps", "metrics" (last epoch's),
+    "snapshot"}. Raises UserError (nothing written) for a missing or existing run, a changed config on
+    resume, an unknown device or an empty split."""
+    from pipeline.evaluate.evaluate import evaluate_model
+
+    evaluate_fn = evaluate_fn or evaluate_model
+    ckpt_path = Path(cfg.out) / cfg.run / "last.pt"
+    if resume and not ckpt_path.exists():
+        raise UserError(f"{ckpt_path}: nothing to resume (no checkpoint of run {cfg.run!r})")
+    if not resume and ckpt_path.exists():
+        raise UserError(f"{ckpt_path}: run {cfg.run!r} already exists; pass --resume or another --run")
+    old = load_checkpoint(ckpt_path) if resume else None
+    if old:
+        check_resumable(old, cfg, ckpt_path)
+    run = build_run(cfg, old)
+    if not old:
+        start_run(run)
+    spe = max(1, len(run.data) // cfg.batch_size)
+    epochs = math.ceil(cfg.steps / spe) if cfg.steps else cfg.epochs
+    sampler = RunSampler(len(run.data), cfg.batch_size, epochs, cfg.seed, start_step=run.step)
+    run.total = cfg.steps or epochs * spe
+    loader = make_loader(AugmentedItems(run.data, cfg.augment, cfg.seed), sampler, cfg.workers)
+    val_idx = run.store.indices(cfg.val_split) if cfg.val_split else np.array([], int)
+    metrics = run_steps(run, loader, sampler.steps_per_epoch, val_idx, evaluate_fn)
+    return {"checkpoint": str(ckpt_path), "step": run.step, "total_steps": run.total, "metrics": metrics,
+            "snapshot": run.store.snapshot_id}
+
+
+def run_steps(run: Run, loader, steps_per_epoch: int, val_idx, evaluate_fn) -> dict:
+    """The step loop with its progress bar, epoch ends and checkpoints; returns the last epoch's metrics."""
+    cfg, metrics = run.cfg, {}
+    timing = {"seen": 0, "wait": 0.0, "t0": time.perf_counter()}
+    run.model.train()
+    with progress_bar(f"train {cfg.run}", run.total, unit="steps") as advance:
+        advance(run.step)
+        t_ready = time.perf_counter()
+        for batch in loader:
+            timing["wait"] += time.perf_counter() - t_ready
+            losses = train_step(run, batch)
+            timing["seen"] += len(batch["rgb"])
+            advance(1, info=" ".join(f"{k} {v.item():.3f}" for k, v in losses.items()))
+            epoch_end = run.step % steps_per_epoch == 0 or run.step == run.total
+            if epoch_end:
+                metrics = end_of_epoch(run, losses, timing, steps_per_epoch, val_idx, evaluate_fn)
+                timing = {"seen": 0, "wait": 0.0, "t0": time.perf_counter()}
+            if epoch_end or (cfg.ckpt_every and run.step % cfg.ckpt_every == 0):
+                save_checkpoint(run, metrics)
+            if run.step >= run.total or (cfg.stop_after and run.step >= cfg.stop_after):
+                break
+            t_ready = time.perf_counter()
+    return metrics
+
+
+def init_depth_bias(model, dataset, frames: int = 16) -> None:
+    """Start the student's depth output at the median training depth (metres): from random weights a
+    ReLU'd depth head that starts near or below 0 gets no gradient and can die before it learns."""
+    heads = getattr(model, "heads", None)
+    if heads is None or "depth" not in heads:
+        return
+    picks = np.linspace(0, len(dataset) - 1, min(frames, len(dataset))).astype(int)
+    valid = [d[d > 0] for d in (dataset[int(i)]["depth"] for i in picks)]
+    values = torch.cat(valid) if valid else torch.empty(0)
+    if values.numel():
+        with torch.no_grad():
+            heads["depth"][-1].bias.fill_(float(values.median()))
+
+
+def check_resumable(ckpt: dict, cfg: TrainConfig, path: Path) -> None:
+    """A run resumes only with the settings it started with (stop_after, workers and device may differ);
+    raises UserError naming the changed settings."""
+    old = {k: v for k, v in ckpt["config"].items() if k not in ("stop_after", "workers", "device")}
+    new = {k: v for k, v in cfg.to_dict().items() if k not in ("stop_after", "workers", "device")}
+    changed = sorted(k for k in new if old.get(k) != new[k] and k != "ref")
+    if changed:
+        raise UserError(f"{path}: run {cfg.run!r} exists with other settings ({', '.join(changed)}); "
+                        f"use another --run name or the same settings to resume")
+
+
+def tag_run(store: FrameStore, run: str) -> None:
+    """Tag the snapshot a run reads as train/<run> (once; a new run under an old name is refused)."""
+    name = f"train/{run}"
+    tags = store.tags()
+    if name in tags and tags[name] != store.snapshot_id:
+        raise UserError(f"{store.path}: tag {name} already points at {tags[name]}; choose another --run")
+    if name not in tags:
+        store.tag(name, store.snapshot_id)

@@ -1,0 +1,254 @@
+"""Procedural textures for the synthetic world: value-noise tiles, integer hashes, one painter per kind.
+
+Sits under synthetic/render: for the pixels of one material it gets world face coordinates (s, t in
+metres, so patterns stay put as the camera moves), local coordinates inside the primitive's face
+(ls, lt, extents ws, wt: frames, drawers, windows) and returns linear-RGB albedo (n, 3) plus an
+emission weight (windows, screens glow regardless of lighting). Only elementwise float32 arithmetic,
+floor and uint32 hashes: byte-identical everywhere.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+N = 256      # noise tile side (periodic)
+# kinds that draw relative to their primitive's face (frames, drawers, window grids, lane lines)
+LOCAL_KINDS = {"panels", "glass", "mirror", "screen", "picture", "board", "paper", "cardboard", "asphalt",
+               "facade"}
+
+
+@lru_cache(maxsize=32)
+def noise_tile(style: int, k: int) -> np.ndarray:
+    """Flattened (N*N,) float32 periodic fractal value noise in [0, 1], fixed per (style, k)."""
+    rng = np.random.default_rng(np.random.SeedSequence([0x7E47, style, k]))
+    acc = np.zeros((N, N), np.float32)
+    amp, total = np.float32(1.0), np.float32(0.0)
+    for cells in (4, 8, 16, 32, 64):
+        lat = rng.random((cells, cells), dtype=np.float32)
+        acc += amp * _upsample(_upsample(lat, N // cells).T, N // cells).T
+        total += amp
+        amp = amp * np.float32(0.55)
+    acc /= total
+    lo, hi = acc.min(), acc.max()
+    return ((acc - lo) / (hi - lo)).ravel()
+
+
+def _upsample(lat: np.ndarray, step: int) -> np.ndarray:
+    """Periodic smoothstep interpolation along axis 1 of a (rows, cells) lattice -> (rows, cells*step)."""
+    cells = lat.shape[1]
+    x = np.arange(cells * step, dtype=np.float32) / np.float32(step)
+    i0 = np.floor(x).astype(np.int64)
+    f = x - i0
+    f = f * f * (3 - 2 * f)
+    a, b = lat[:, i0 % cells], lat[:, (i0 + 1) % cells]
+    return a + (b - a) * f
+
+
+def noise(tile: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Bilinear lookup of a tile at float32 coordinates in tile pixels (wraps)."""
+    xf, yf = np.floor(x), np.floor(y)
+    fx, fy = x - xf, y - yf
+    xi = xf.astype(np.int32) & (N - 1)
+    yi = (yf.astype(np.int32) & (N - 1)) * N
+    x1 = (xi + 1) & (N - 1)
+    y1 = (yi + N) & (N * N - 1)
+    a, b, c, d = tile.take(yi | xi), tile.take(yi | x1), tile.take(y1 | xi), tile.take(y1 | x1)
+    top = a + (b - a) * fx
+    bot = c + (d - c) * fx
+    return top + (bot - top) * fy
+
+
+def hash01(i: np.ndarray, j, seed: int) -> np.ndarray:
+    """Integer lattice hash -> float32 in [0, 1)."""
+    h = np.asarray(i).astype(np.int64).astype(np.uint32) * np.uint32(0x8DA6B343)   # via int64: exact wrap
+    h ^= np.asarray(j).astype(np.int64).astype(np.uint32) * np.uint32(0xD8163841)
+    h ^= np.uint32(seed & 0xFFFFFFFF)
+    h ^= h >> np.uint32(13)
+    h *= np.uint32(0x5BD1E995)
+    h ^= h >> np.uint32(15)
+    return (h >> np.uint32(8)).astype(np.float32) * np.float32(1.0 / 16777216.0)
+
+
+def tri(x: np.ndarray) -> np.ndarray:
+    """Triangle wave in [0, 1], period 1."""
+    return np.abs(2 * (x - np.floor(x)) - 1)
+
+
+@dataclass
+class Patch:
+    """The pixels of one material: coordinates in metres, float32 (n,)."""
+    s: np.ndarray
+    t: np.ndarray
+    ls: np.ndarray
+    lt: np.ndarray
+    ws: np.ndarray
+    wt: np.ndarray
+    vert: np.ndarray   # bool: on a vertical face
+    fp: np.ndarray     # pixel footprint on the surface (m)
+
+    def fade(self, period: float) -> np.ndarray:
+        """Contrast weight of a pattern with this period (m): 1 when >= 6 pixels, 0 when <= 2."""
+        return np.clip((np.float32(period) / self.fp - np.float32(2)) * np.float32(0.25), 0, 1)
+
+
+def _c(c) -> np.ndarray:
+    return np.asarray(c, np.float32)
+
+
+def _mix(c1, c2, m) -> np.ndarray:
+    a = _c(c1)
+    return a + (_c(c2) - a) * m[:, None]
+
+
+def _tint(c, f) -> np.ndarray:
+    f = np.asarray(f, np.float32)
+    return _c(c) * (f[:, None] if f.ndim else f)
+
+
+def _border(p: Patch, w: float) -> np.ndarray:
+    return np.minimum(np.minimum(p.ls, p.ws - p.ls), np.minimum(p.lt, p.wt - p.lt)) < w
+
+
+def paint(mat, dom, p: Patch):
+    """-> albedo (n, 3) float32, emission (n,) float32 or None."""
+    tile = noise_tile(dom.style, mat.tile)
+    k = np.float32(mat.scale)
+    s, t = p.s * k + np.float32(mat.off[0]), p.t * k + np.float32(mat.off[1])
+
+    def nz(fs, ft=None):
+        return noise(tile, s * np.float32(fs), t * np.float32(fs if ft is None else ft))
+
+    kind, c1, c2 = mat.kind, mat.c1, mat.c2
+    emit = None
+    if kind == "paint" or kind == "plain":
+        f = 0.93 + 0.12 * nz(2.0) + 0.05 * nz(30.0)
+        out = _tint(c1, f)
+    elif kind == "wallpaper":
+        f = p.fade(1 / (6 * k))
+        m = (np.clip((tri(s * 6) - 0.5) * 3 + 0.5, 0, 1) * f + 0.5 * (1 - f)) * 0.5
+        out = _mix(c1, c2, m) * (0.95 + 0.08 * nz(2.0))[:, None]
+    elif kind == "bricks":
+        row = np.floor(t / 0.075)
+        x = s / 0.25 + 0.5 * (row.astype(np.int32) & 1)
+        col = np.floor(x)
+        mortar = ((x - col) < 0.04) | ((t / 0.075 - row) < 0.14)
+        f = p.fade(0.075 / k)
+        tone = 0.75 + f * 0.4 * hash01(col, row, mat.seed) + 0.15 * nz(20.0) + (1 - f) * 0.2
+        brick = _tint(c1, tone)
+        out = np.where(mortar[:, None], brick + (_tint(c2, 0.9 + 0.1 * nz(40.0)) - brick) * f[:, None], brick)
+    elif kind == "planks":
+        w, length = 0.14, 1.3
+        row = np.floor(t / w)
+        x = s + hash01(row, 7, mat.seed) * length
+        col = np.floor(x / length)
+        tone = 0.72 + 0.5 * hash01(row, col, mat.seed)
+        g = tri(t * 30 + 3 * nz(0.7, 5.0))
+        base = _mix(c1, c2, 0.5 * hash01(row, col, mat.seed + 1)) * (tone * (0.82 + 0.22 * g))[:, None]
+        gap = ((t / w - row) < 0.05) | ((x / length - col) < 0.008)
+        out = np.where(gap[:, None], base * (1 - 0.55 * p.fade(0.1 / k))[:, None], base)
+    elif kind == "wood":
+        g = tri(t * 16 + 4 * nz(0.9, 6.0))
+        out = _tint(c1, 0.7 + 0.3 * g * g + 0.08 * nz(25.0))
+    elif kind == "tiles":
+        size = 0.3
+        u, v = s / size, t / size
+        iu, iv = np.floor(u), np.floor(v)
+        fu, fv = u - iu, v - iv
+        grout = np.minimum(np.minimum(fu, 1 - fu), np.minimum(fv, 1 - fv)) < 0.035
+        base = _tint(c1, 0.88 + 0.2 * hash01(iu, iv, mat.seed) + 0.06 * nz(8.0))
+        g = _tint(c2, 0.9 + 0.2 * nz(30.0)) * 0.6 + 0.15
+        out = np.where(grout[:, None], base + (g - base) * p.fade(0.15 / k)[:, None], base)
+    elif kind == "carpet":
+        m = nz(60.0)
+        out = _mix(c1, c2, 0.18 * nz(3.0)) * (0.68 + 0.6 * m * m)[:, None]
+    elif kind == "fabric":
+        f = 0.78 + 0.3 * nz(20.0) + 0.1 * nz(110.0)
+        out = _mix(c1, c2, 0.12 * nz(1.5)) * f[:, None]
+    elif kind == "panels":
+        n = 1 + (mat.seed % 4)
+        lines = np.abs(p.lt / p.wt * n - np.floor(p.lt / p.wt * n + 0.5)) * p.wt / n < 0.008
+        lines |= (np.abs(p.ls - p.ws * 0.5) < 0.006) & (p.ws > 0.7)
+        lines |= _border(p, 0.015)
+        lines &= p.vert
+        base = _tint(c1, 0.92 + 0.1 * nz(2.0) + 0.05 * nz(40.0))
+        out = np.where(lines[:, None], base * 0.5, base)
+    elif kind == "glass":
+        frame = _border(p, 0.06) | (np.abs(p.ls - p.ws * 0.5) < 0.03)
+        h = p.lt / p.wt
+        sky = _mix((0.62, 0.74, 0.95), (0.95, 0.95, 0.92), 1 - h) * (0.85 + 0.3 * nz(0.8))[:, None]
+        green = _mix((0.15, 0.3, 0.1), (0.35, 0.45, 0.2), nz(6.0))
+        view = np.where(((nz(1.2, 0.4) + 0.6 * (1 - h)) > 1.0)[:, None], green, sky)
+        out = np.where(frame[:, None], _tint(c1, 0.95 + 0.05 * nz(10.0)), view)
+        emit = np.where(frame, 0.0, 1.0).astype(np.float32)
+    elif kind == "mirror":
+        frame = _border(p, 0.04)
+        refl = _mix(c1, (0.5, 0.48, 0.45), nz(1.5)) * (0.6 + 0.4 * p.lt / p.wt)[:, None]
+        out = np.where(frame[:, None], _tint(c2, 0.5), refl)
+    elif kind == "screen":
+        frame = _border(p, 0.025)
+        on = (mat.seed % 3) == 0
+        glass = (_mix((0.2, 0.35, 0.6), (0.8, 0.5, 0.3), nz(1.5, 1.5)) if on
+                 else _tint((0.03, 0.035, 0.045), 1 + 1.5 * p.ls / p.ws))
+        out = np.where(frame[:, None], _tint(c1, 0.6), glass)
+        emit = np.where(frame, 0.0, 0.7 if on else 0.0).astype(np.float32)
+    elif kind == "books":
+        x = s / 0.032 + 0.6 * nz(0.3, 0.3)
+        b = np.floor(x)
+        h1, h2, h3 = hash01(b, 1, mat.seed), hash01(b, 2, mat.seed), hash01(b, 3, mat.seed)
+        col = _mix(c1, c2, h1) * (0.45 + 0.8 * h2)[:, None]
+        col = np.where((h3 > 0.7)[:, None], _mix((0.75, 0.72, 0.65), c2, h2), col)
+        dark = np.where(p.vert, 0.65 * p.fade(0.032 / k), 0.65)
+        out = np.where(((x - b) < 0.1)[:, None] | ~p.vert[:, None], col * (1 - dark)[:, None], col)
+    elif kind == "picture":
+        frame = _border(p, 0.035)
+        m1, m2 = noise(tile, p.ls * 3 + 50, p.lt * 3), noise(tile, p.ls * 4 + 90, p.lt * 4 + 30)
+        art = _mix(c1, c2, m1) * (0.4 + 1.0 * m2)[:, None]
+        out = np.where(frame[:, None], _tint((0.25, 0.18, 0.12), 1 + nz(15.0)), art)
+    elif kind == "blinds":
+        f = p.fade(0.05 / k)
+        out = _tint(c1, 0.7 + 0.3 * (tri(t * 20) * f + 0.5 * (1 - f)) + 0.04 * nz(30.0))
+    elif kind == "curtain":
+        folds = 0.62 + 0.38 * tri(s * 7 + 0.5 * nz(0.5)) + 0.05 * nz(60.0)
+        out = _mix(c1, c2, 0.1 * nz(3.0)) * folds[:, None]
+    elif kind == "board":
+        marks = np.abs(nz(6.0) - 0.5) < 0.012
+        frame = _border(p, 0.025)
+        out = np.where(marks[:, None], _c((0.1, 0.15, 0.5)), _tint(c1, 1.0))
+        out = np.where(frame[:, None], _tint(c2, 1.0), out)
+    elif kind == "paper":
+        out = _tint(c1, 0.95 - 0.15 * (tri(p.lt * 120) > 0.9))
+    elif kind == "cardboard":
+        tape = (np.abs(p.ls - p.ws * 0.5) < 0.025) & ~p.vert
+        base = _tint(c1, 0.85 + 0.25 * nz(12.0))
+        out = np.where(tape[:, None], _tint(c2, 1.05), base)
+    elif kind == "foliage":
+        m = 0.6 * nz(7.0) + 0.4 * nz(23.0)
+        out = _mix(c1, c2, m) * np.where(m < 0.35, 0.35, 0.7 + 0.6 * m)[:, None]
+    elif kind == "bark":
+        out = _tint(c1, (0.35 + 0.35 * nz(30.0, 3.0)))
+    elif kind == "asphalt":
+        base = _tint(c1, 0.8 + 0.3 * nz(45.0) + 0.12 * nz(0.6))
+        centre = (np.abs(p.lt - p.wt * 0.5) < 0.07) & ((p.s / 6.0 - np.floor(p.s / 6.0)) < 0.5)
+        edge = np.minimum(np.abs(p.lt - 0.3), np.abs(p.wt - 0.3 - p.lt)) < 0.07
+        out = np.where((centre | edge)[:, None], _tint(c2, 0.8 + 0.2 * nz(20.0)), base)
+    elif kind == "facade":
+        out = _facade(mat, p, nz)
+    else:
+        raise KeyError(f"unknown texture kind {kind!r}")
+    return out.astype(np.float32, copy=False), emit
+
+
+def _facade(mat, p: Patch, nz):
+    storey = 2.8 + 0.6 * ((mat.seed >> 3) % 4) / 3
+    spacing = 2.2 + 1.2 * ((mat.seed >> 6) % 4) / 3
+    fx = p.ls / spacing - np.floor(p.ls / spacing)
+    fz = p.lt / storey - np.floor(p.lt / storey)
+    win = (np.abs(fx - 0.5) < 0.22) & (np.abs(fz - 0.55) < 0.25) & p.vert & (p.lt > 0.8 * storey)
+    shop = (p.lt < 0.8 * storey) & (p.lt > 0.3) & (np.abs(fx - 0.5) < 0.38) & p.vert & (mat.seed % 2 == 0)
+    sill = (np.abs(fx - 0.5) < 0.26) & (np.abs(fz - 0.29) < 0.02) & p.vert & (p.lt > 0.8 * storey)
+    wall = _tint(mat.c1, 0.88 + 0.15 * nz(1.0) + 0.06 * nz(25.0))
+    glass = _mix((0.05, 0.07, 0.1), (0.35, 0.42, 0.5), fz * 0.8 + 0.3 * nz(3.0))
+    out = np.where((win | shop)[:, None], glass, wall)
+    return np.where(sill[:, None], _tint(mat.c1, 1.2), out)
