@@ -179,3 +179,33 @@ def test_legend_colorbar_and_panel_layout():
     assert (p[20:50, 58:78] == 200).all()  # grey -> RGB, pasted top-aligned
     scaled = visual.panel([[("a", a), ("b", b)]], height=20, gap=4, size=12)
     assert scaled.shape == (4 + 16 + 20 + 4, 4 + 25 + 4 + 13 + 4, 3)
+
+
+def test_evaluate_and_predict_give_the_same_prediction_at_an_odd_size(student, tmp_path):
+    """625x468 (WxH) is no multiple of 32: `evaluate` and `predict` share one padded inference, so the
+    metrics of `evaluate` are exactly those of the pixels `predict` writes."""
+    from pipeline.deploy.predict import predict_image
+    from pipeline.evaluate.evaluate import evaluate_model
+    from pipeline.evaluate.metrics import DepthMetrics, SegmMetrics
+    from stores.repo import FrameStore
+    from stores.sources.base import Frame
+
+    rng = np.random.default_rng(3)
+    h, w = 468, 625
+    rgb = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    segm = rng.integers(0, 6, (h, w), dtype=np.uint8)
+    depth = rng.uniform(0.5, 20, (h, w)).astype(np.float32)
+    store = FrameStore.create(tmp_path / "odd.ice", name="odd", classes=KITTI6, frame_size=(h, w))
+    with store.append("odd frame", {"kind": "ingest"}) as wr:
+        wr.add(Frame(rgb=rgb, split="test", name="odd", segm=segm, depth=depth))
+    store = store.reopen()
+    pred = predict_image(student, rgb, torch.device("cpu"))
+    ref_segm, ref_depth = reference(student, rgb)
+    np.testing.assert_array_equal(pred["segm"], ref_segm)
+    np.testing.assert_allclose(pred["depth"], ref_depth, rtol=1e-5, atol=1e-5)
+    res = evaluate_model(student, store, np.array([0]), device="cpu")
+    s, d = SegmMetrics(6), DepthMetrics()
+    s.update(pred["segm"][None].astype(np.int64), segm[None])
+    d.update(pred["depth"][None], depth[None])
+    assert res["segm"]["miou"] == pytest.approx(s.compute()["miou"])
+    assert res["depth"]["rmse"] == pytest.approx(d.compute()["rmse"], rel=1e-6)

@@ -13,7 +13,6 @@ OUT, named after the image:
 from __future__ import annotations
 
 import contextlib
-import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,7 +21,6 @@ import torch
 from PIL import Image
 
 from pipeline.deploy import visual
-from student.model import MEAN_RGB
 from stores.classes import KITTI6, NYUD40, make_classes
 from stores.errors import UserError
 
@@ -53,25 +51,16 @@ def read_image(path) -> np.ndarray:
     return read_rgb(path)
 
 
-def predict_image(model: torch.nn.Module, rgb: np.ndarray, device: torch.device, multiple: int = 32,
-                  min_size: int = 64) -> dict[str, np.ndarray]:
-    """(H, W, 3) uint8 -> {"segm": uint8 (H, W) ids, "prob": float32 (H, W), "depth": float32 (H, W) metres}.
-
-    The image is padded right/bottom with the mean colour (what training pads with) to a multiple of
-    `multiple` (at least `min_size`), so the 1/4-resolution outputs map exactly onto input pixels."""
+def predict_image(model: torch.nn.Module, rgb: np.ndarray, device: torch.device) -> dict[str, np.ndarray]:
+    """(H, W, 3) uint8 -> {"segm": uint8 (H, W) ids, "prob": float32 (H, W), "depth": float32 (H, W) metres},
+    through pipeline.evaluate.evaluate.predict (the padded inference `evaluate` uses too)."""
     from pipeline.evaluate.evaluate import predict
 
-    h, w = rgb.shape[:2]
-    ph, pw = (max(min_size, math.ceil(v / multiple) * multiple) for v in (h, w))
     x = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))[None]      # (1,3,H,W) uint8
-    if (ph, pw) != (h, w):
-        canvas = torch.tensor(MEAN_RGB, dtype=torch.uint8).view(1, 3, 1, 1).expand(1, 3, ph, pw).clone()
-        canvas[..., :h, :w] = x
-        x = canvas
-    out = predict(model, x, device)                                                  # at (ph, pw)
-    return {"segm": out["segm"][0, :h, :w].to(torch.uint8).cpu().numpy(),
-            "prob": out["prob"][0, :h, :w].float().cpu().numpy(),
-            "depth": out["depth"][0, :h, :w].float().cpu().numpy()}
+    out = predict(model, x, device)
+    return {"segm": out["segm"][0].to(torch.uint8).cpu().numpy(),
+            "prob": out["prob"][0].float().cpu().numpy(),
+            "depth": out["depth"][0].float().cpu().numpy()}
 
 
 def depth_to_mm(depth: np.ndarray) -> tuple[np.ndarray, int]:

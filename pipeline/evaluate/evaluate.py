@@ -5,20 +5,40 @@ targets only (no pseudo-labels) at full frame resolution; predictions are upsamp
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from student.model import normalize
+from student.model import MEAN_RGB, normalize
 from pipeline.evaluate.metrics import DepthMetrics, SegmMetrics
 from stores.dataset import FrameDataset
 
 
+PAD_MULTIPLE = 32    # the student's coarsest stride: padded inputs map its 1/4-resolution outputs exactly
+MIN_SIZE = 64
+
+
+def padded_size(h: int, w: int, multiple: int = PAD_MULTIPLE, min_size: int = MIN_SIZE) -> tuple[int, int]:
+    """(H, W) rounded up to a multiple of `multiple`, and at least `min_size` each."""
+    return tuple(max(min_size, math.ceil(v / multiple) * multiple) for v in (h, w))
+
+
 @torch.inference_mode()
-def predict(model, rgb: torch.Tensor, device, size=None) -> dict:
-    """uint8 (B,3,H,W) -> {"segm": int64 (B,H,W) argmax, "depth": float32 (B,H,W) metres, "prob": max prob}
-    at `size` (default the input size), for whichever tasks the model has."""
-    size = size or tuple(rgb.shape[-2:])
+def predict(model, rgb: torch.Tensor, device, multiple: int = PAD_MULTIPLE, min_size: int = MIN_SIZE) -> dict:
+    """The one inference path of evaluate, predict, qa and the demo, so a frame gets the same prediction
+    everywhere. uint8 RGB (B,3,H,W) -> {"segm": int64 (B,H,W) argmax ids, "prob": float32 (B,H,W) max
+    softmax probability, "depth": float32 (B,H,W) metres >= 0}, for whichever tasks the model has.
+
+    The batch is padded right/bottom with the mean colour (what training pads with) to `padded_size`,
+    normalised (student.model.normalize), run, upsampled bilinearly to the padded size and cropped back."""
+    h, w = rgb.shape[-2:]
+    ph, pw = padded_size(h, w, multiple, min_size)
+    if (ph, pw) != (h, w):
+        canvas = torch.tensor(MEAN_RGB, dtype=torch.uint8).view(1, 3, 1, 1).expand(len(rgb), 3, ph, pw).clone()
+        canvas[..., :h, :w] = rgb
+        rgb = canvas
     x = normalize(rgb.to(device))
     if device.type == "cuda":
         x = x.contiguous(memory_format=torch.channels_last)
@@ -26,12 +46,12 @@ def predict(model, rgb: torch.Tensor, device, size=None) -> dict:
         out = model(x)
     res = {}
     if "segm" in out:
-        logits = F.interpolate(out["segm"].float(), size=size, mode="bilinear", align_corners=False)
-        prob, label = logits.softmax(1).max(1)
+        logits = F.interpolate(out["segm"].float(), size=(ph, pw), mode="bilinear", align_corners=False)
+        prob, label = logits[..., :h, :w].softmax(1).max(1)
         res["segm"], res["prob"] = label, prob
     if "depth" in out:
-        d = F.interpolate(out["depth"].float(), size=size, mode="bilinear", align_corners=False)
-        res["depth"] = F.relu(d)[:, 0]
+        d = F.interpolate(out["depth"].float(), size=(ph, pw), mode="bilinear", align_corners=False)
+        res["depth"] = F.relu(d)[:, 0, :h, :w]
     return res
 
 
