@@ -193,9 +193,9 @@ def test_evaluate_and_predict_give_the_same_prediction_at_an_odd_size(student, t
     rng = np.random.default_rng(3)
     h, w = 468, 625
     rgb = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
-    segm = rng.integers(0, 6, (h, w), dtype=np.uint8)
+    segm = rng.integers(0, len(CLASSES), (h, w), dtype=np.uint8)
     depth = rng.uniform(0.5, 20, (h, w)).astype(np.float32)
-    store = FrameStore.create(tmp_path / "odd.ice", name="odd", classes=KITTI6, frame_size=(h, w))
+    store = FrameStore.create(tmp_path / "odd.ice", name="odd", classes=CLASSES, frame_size=(h, w))
     with store.append("odd frame", {"kind": "ingest"}) as wr:
         wr.add(Frame(rgb=rgb, split="test", name="odd", segm=segm, depth=depth))
     store = store.reopen()
@@ -204,7 +204,7 @@ def test_evaluate_and_predict_give_the_same_prediction_at_an_odd_size(student, t
     np.testing.assert_array_equal(pred["segm"], ref_segm)
     np.testing.assert_allclose(pred["depth"], ref_depth, rtol=1e-5, atol=1e-5)
     res = evaluate_model(student, store, np.array([0]), device="cpu")
-    s, d = SegmMetrics(6), DepthMetrics()
+    s, d = SegmMetrics(len(CLASSES)), DepthMetrics()
     s.update(pred["segm"][None].astype(np.int64), segm[None])
     d.update(pred["depth"][None], depth[None])
     assert res["segm"]["miou"] == pytest.approx(s.compute()["miou"])
