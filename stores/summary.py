@@ -38,10 +38,3 @@ def summarize(store) -> dict:
         "splits": splits, "pseudo": pseudo, "tags": store.tags(), "branches": store.branches(),
         "size_bytes": store.size_on_disk(),
     }
-
-
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if n < 1024 or unit == "TB":
-            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
-        n /= 1024

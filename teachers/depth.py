@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from student.refinenet import CRP
 from teachers.resnet38 import FULL_UNITS, DilatedHead, ResNet38Trunk, parse_units, scaled
 
 
@@ -70,21 +71,6 @@ class LWRefineNetDepthConfig:
         object.__setattr__(self, "out_indices", tuple(self.out_indices))
         if len(self.out_indices) < 1:
             raise ValueError("out_indices must name at least one encoder tap")
-
-
-class CRP(nn.Module):
-    """Chained Residual Pooling: top = x; repeat n: top = conv1x1(maxpool5x5_s1(top)); x = x + top."""
-
-    def __init__(self, channels: int, stages: int = 4):
-        super().__init__()
-        self.convs = nn.ModuleList(nn.Conv2d(channels, channels, 1, bias=False) for _ in range(stages))
-
-    def forward(self, x):
-        top = x
-        for conv in self.convs:
-            top = conv(F.max_pool2d(top, 5, stride=1, padding=2))
-            x = x + top
-        return x
 
 
 class LWRefineNetDepth(nn.Module):

@@ -19,7 +19,9 @@ def show(store, ref, as_json):
       mtdistill show data.ice --ref train/run1
     """
     from stores.repo import FrameStore
-    from stores.summary import human_bytes, summarize
+    from rich.filesize import decimal as human_bytes
+
+    from stores.summary import summarize
 
     info = summarize(FrameStore.open(store, ref))
     if as_json:

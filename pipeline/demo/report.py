@@ -3,14 +3,13 @@ from __future__ import annotations
 
 import json
 import platform
-import time
 from pathlib import Path
 
 import click
 import numpy as np
 import torch
 
-from pipeline.deploy.bench import count_macs
+from pipeline.deploy.bench import count_macs, time_calls
 from pipeline.evaluate.evaluate import evaluate_model, predict
 from pipeline.checkpoint import model_from_checkpoint
 from pipeline.runtime import json_safe, resolve_device
@@ -31,20 +30,12 @@ PAPER_TABLE = """| NYUDv2 (paper, Table I) | mIoU % | RMSE m | RMSE log | params
 
 @torch.inference_mode()
 def latency_ms(model, size, device, runs: int = 10) -> float:
-    """Median batch-1 forward latency at `size` (H, W) on `device` (eager fp32)."""
+    """Median batch-1 forward latency (ms) at `size` (H, W) on `device` (eager fp32), timed by
+    pipeline.deploy.bench.time_calls."""
     model = model.to(device).eval()
     x = torch.randn(1, 3, *size, device=device)
-    times = []
-    for i in range(runs + 2):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t = time.perf_counter()
-        model(x)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        if i >= 2:
-            times.append(1000 * (time.perf_counter() - t))
-    return float(np.median(times))
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    return float(np.median(time_calls({"eager": lambda: model(x)}, iters=runs, warmup=2, sync=sync)["eager"]))
 
 
 def evaluate_all(cfg, stores: dict, teachers: dict, students: dict) -> dict:

@@ -29,25 +29,15 @@ from student.model import build_student, count_parameters
 
 
 def count_macs(model: nn.Module, size: tuple[int, int], in_channels: int = 3) -> int:
-    """Multiply-adds of one forward pass on a (1, in_channels, H, W) input, (H, W) = size, counting conv
-    and linear layers (run on the meta device: no memory, no time)."""
+    """Multiply-adds of one forward pass on a (1, in_channels, H, W) input, (H, W) = size: torch's
+    FlopCounterMode (convolutions and matrix products; 1 MAC = 2 FLOPs), run on the meta device (no memory,
+    no time)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
     net = copy.deepcopy(model).to("meta").eval()
-    total = 0
-
-    def hook(module, inputs, output):
-        nonlocal total
-        if isinstance(module, nn.Conv2d):
-            per_output = module.in_channels // module.groups * module.kernel_size[0] * module.kernel_size[1]
-        else:
-            per_output = module.in_features
-        total += output.numel() * per_output
-
-    handles = [m.register_forward_hook(hook) for m in net.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-    with torch.no_grad():
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
         net(torch.zeros(1, in_channels, *size, device="meta"))
-    for h in handles:
-        h.remove()
-    return total
+    return counter.get_total_flops() // 2
 
 
 def load_student(checkpoint: str | Path) -> nn.Module:
@@ -139,6 +129,25 @@ def _agreement(out: dict, ref: dict) -> dict:
             "depth_max_diff": float(diff.max()), "depth_mean_diff": float(diff.mean())}
 
 
+def time_calls(calls: dict[str, Callable], iters: int, warmup: int = 2,
+               sync: Callable = lambda: None) -> dict[str, list[float]]:
+    """Wall-clock milliseconds of each call, `iters` interleaved rounds (every call once per round, so
+    machine noise hits all alike) after `warmup` untimed rounds; `sync` (e.g. torch.cuda.synchronize) runs
+    before each clock read so asynchronous devices are timed to completion."""
+    for _ in range(warmup):
+        for fn in calls.values():
+            fn()
+    sync()
+    times = {name: [] for name in calls}
+    for _ in range(iters):
+        for name, fn in calls.items():
+            start = time.perf_counter()
+            fn()
+            sync()
+            times[name].append((time.perf_counter() - start) * 1000)
+    return times
+
+
 def bench_student(num_classes: int = 40, size: tuple[int, int] = (480, 640), batch: int = 1,
                   device: str = "cpu", threads: int = 2, checkpoint: str | Path | None = None,
                   iters: int = 10, warmup: int = 2, seed: int = 0) -> dict:
@@ -165,17 +174,8 @@ def bench_student(num_classes: int = 40, size: tuple[int, int] = (480, 640), bat
         with tempfile.TemporaryDirectory() as tmp, torch.inference_mode():
             paths = _cpu_paths(model, x, Path(tmp), threads) if device == "cpu" else _cuda_paths(model, x)
             outputs = {name: _numpy_outputs(fn()) for name, fn in paths.items()}
-            for fn in paths.values():
-                for _ in range(warmup):
-                    fn()
-            sync()
-            times = {name: [] for name in paths}
-            for _ in range(iters):  # interleaved rounds
-                for name, fn in paths.items():
-                    start = time.perf_counter()
-                    fn()
-                    sync()
-                    times[name].append((time.perf_counter() - start) * 1000)
+            time_calls(paths, iters=0, warmup=warmup, sync=sync)
+            times = time_calls(paths, iters=iters, warmup=0, sync=sync)
     finally:
         torch.set_num_threads(old_threads)
     result["paths"] = {}
