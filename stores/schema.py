@@ -13,7 +13,8 @@ from zarr.codecs import BloscCodec, BloscShuffle, ZstdCodec
 
 SCHEMA_VERSION = 1
 DEFAULT_SHARD_FRAMES = 32
-SPLIT_CODES = {"train": 0, "val": 1, "test": 2, "unlabeled": 3}
+SPLITS = ("train", "val", "test", "unlabeled")     # the one split list; stored as its index (uint8)
+SPLIT_CODES = {name: code for code, name in enumerate(SPLITS)}
 SPLIT_NAMES = {v: k for k, v in SPLIT_CODES.items()}
 KEY_BYTES = 16
 TABLE_CHUNK = 4096          # 1-D per-frame tables (split, key, name, flags)

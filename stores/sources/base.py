@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from stores.errors import UserError
+from stores.schema import SPLITS  # noqa: F401 - the one split list, re-exported for the sources
 
-SPLITS = ("train", "val", "test", "unlabeled")
 
 
 class SourceError(UserError):
