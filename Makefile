@@ -20,7 +20,7 @@ demo: $(STAMP)
 	$(BIN)/mtdistill demo --out demo_out
 
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=15
 
 bench: $(STAMP)
 	for f in benchmarks/bench_*.py; do $(BIN)/python $$f || exit 1; done

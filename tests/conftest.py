@@ -1,13 +1,16 @@
 """Shared fixtures: tiny stores of random 48x64 frames, seeded."""
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
 
 from pipeline.cli import cli
 
-from stores.classes import make_classes
+from stores.classes import KITTI6, make_classes
 from stores.repo import FrameStore
 from stores.sources.base import Frame
 
@@ -48,3 +51,23 @@ def run_cli(*args, ok=True):
     r = CliRunner().invoke(cli, [str(a) for a in args])
     assert (r.exit_code == 0) == ok, r.output
     return r
+
+
+@pytest.fixture(scope="session")
+def student_export(tmp_path_factory):
+    """The slow part of the deploy tests, done once per test run: a 6-class student (seed 0) saved as a
+    training checkpoint, exported to ONNX through `mtdistill export`, and quantised to int8 (random
+    calibration at 64x64, as `bench` does). Fields: model, ckpt, fp32, int8, export_output."""
+    from pipeline.deploy.quantize import quantize_onnx, random_calibration
+    from student.model import build_student
+
+    torch.manual_seed(0)
+    model = build_student(6).eval()
+    d = tmp_path_factory.mktemp("student_export")
+    ckpt = d / "student.pt"
+    torch.save({"arch": {"name": "student", "num_classes": 6}, "config": {}, "model": model.state_dict(),
+                "classes": KITTI6, "tasks": ["segm", "depth"]}, ckpt)
+    fp32 = d / "out" / "student.onnx"
+    res = run_cli("export", ckpt, "--onnx", fp32)
+    int8 = quantize_onnx(fp32, d / "student.int8.onnx", random_calibration(4, (64, 64), seed=1))
+    return SimpleNamespace(model=model, ckpt=ckpt, fp32=fp32, int8=int8, export_output=res.output)

@@ -1,10 +1,13 @@
 """Student bench: sane fields at 64x64, fast paths agree with eager, GMAC counts pinned to the paper."""
 import json
+import shutil
+from pathlib import Path
 
 import pytest
 import torch
 from click.testing import CliRunner
 
+from pipeline.deploy import bench
 from pipeline.deploy.bench import bench_student, count_macs, load_student
 from pipeline.cli import cli
 from stores.errors import UserError
@@ -16,14 +19,17 @@ PATHS = ("eager", "channels_last", "onnxruntime", "onnxruntime-int8")
 
 
 @pytest.fixture(scope="module")
-def result(tmp_path_factory):
-    """One bench run through the command line, on a 6-class checkpoint (num_classes read from it)."""
-    torch.manual_seed(0)
-    ckpt = tmp_path_factory.mktemp("bench") / "student.pt"
-    torch.save({"arch": {"name": "student", "num_classes": 6}, "config": {}, "model": build_student(6).state_dict()},
-               ckpt)
-    res = CliRunner().invoke(cli, ["bench", str(ckpt), "--size", "64x64", "--threads", "1",
-                                   "--iters", "2", "--json"])
+def result(student_export):
+    """One bench run through the command line, on a 6-class checkpoint (num_classes read from it). The
+    ONNX files bench would export and quantise for this checkpoint are the session's (conftest)."""
+    def copy_to(src):
+        return lambda *args, **kwargs: Path(shutil.copy(src, args[1]))
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(bench, "export_onnx", copy_to(student_export.fp32))
+        mp.setattr(bench, "quantize_onnx", copy_to(student_export.int8))
+        res = CliRunner().invoke(cli, ["bench", str(student_export.ckpt), "--size", "64x64", "--threads", "1",
+                                       "--iters", "2", "--json"])
     assert res.exit_code == 0, res.output
     return json.loads(res.output)
 

@@ -7,26 +7,18 @@ from torch import nn
 
 from pipeline.cli import cli
 from pipeline.deploy.export import SeparableMaxPool2d, inference_copy, ort_session, run_onnx
-from student.model import build_student
 
 
 @pytest.fixture(scope="module")
-def student():
-    torch.manual_seed(0)
-    return build_student(6).eval()
+def student(student_export):
+    return student_export.model
 
 
 @pytest.fixture(scope="module")
-def onnx_path(student, tmp_path_factory):
-    """One export for the module, through the `export` command (the slow part: ~10 s)."""
-    tmp = tmp_path_factory.mktemp("onnx")
-    ckpt = tmp / "student.pt"
-    torch.save({"config": {"num_classes": 6}, "model": student.state_dict()}, ckpt)
-    out = tmp / "out" / "student.onnx"
-    res = CliRunner().invoke(cli, ["export", str(ckpt), "--onnx", str(out)])
-    assert res.exit_code == 0, res.output
-    assert f"wrote {out}" in res.output
-    return out
+def onnx_path(student_export):
+    """The session's one export, made through the `export` command (conftest.student_export)."""
+    assert f"wrote {student_export.fp32}" in student_export.export_output
+    return student_export.fp32
 
 
 def test_separable_max_pool_equals_square_pool():

@@ -99,6 +99,7 @@ def test_two_jobs_with_other_names_at_once(store6, cluster, slow_file):
             time.sleep(0.1)
         hold.unlink()
         outs = [p.communicate(timeout=120)[0].decode() for p in procs]
+        assert [p.returncode for p in procs[-2:]] == [0, 0], outs
     finally:
         stop(procs)
         hold.unlink(missing_ok=True)
