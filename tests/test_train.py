@@ -119,3 +119,31 @@ def test_cli_train_and_evaluate(train_store, tmp_path):
     assert "mIoU" in r.stdout and "RMSE" in r.stdout and "c4" in r.stdout
     r = runner.invoke(cli, ["evaluate", str(train_store.path), str(tmp_path / "nope.pt")])
     assert r.exit_code == 1 and "no such checkpoint" in r.output
+
+
+def test_a_loss_that_turns_nan_stops_the_run_and_keeps_the_last_good_checkpoint(train_store, tmp_path, monkeypatch):
+    from student.losses import MultiTaskLoss
+
+    forward, calls = MultiTaskLoss.forward, []
+
+    def nan_at_step_6(self, outputs, targets):
+        out = forward(self, outputs, targets)
+        calls.append(1)
+        if len(calls) == 6:
+            out["depth"] = out["depth"] * float("nan")
+            out["loss"] = out["loss"] + out["depth"]
+        return out
+
+    monkeypatch.setattr(MultiTaskLoss, "forward", nan_at_step_6)
+    with pytest.raises(UserError, match=r"run 'nan': the loss is not finite at step 6 \(loss nan, segm [0-9.]+, "
+                                        r"depth nan\).*last checkpoint .*last\.pt \(step 4\) is kept"):
+        train(_cfg(train_store, tmp_path, run="nan"))
+    ckpt = load_checkpoint(tmp_path / "runs" / "nan" / "last.pt")
+    assert ckpt["step"] == 4 and all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
+
+
+def test_gradient_clipping_is_recorded_and_changes_the_step(train_store, tmp_path):
+    plain = load_checkpoint(train(_cfg(train_store, tmp_path, run="plain", epochs=1))["checkpoint"])
+    clipped = load_checkpoint(train(_cfg(train_store, tmp_path, run="clip", epochs=1, grad_clip=1e-3))["checkpoint"])
+    assert clipped["config"]["grad_clip"] == 1e-3 and plain["config"]["grad_clip"] == 0.0
+    assert any(not torch.equal(plain["model"][k], clipped["model"][k]) for k in plain["model"])

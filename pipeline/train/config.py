@@ -34,6 +34,7 @@ class TrainConfig:
     weight_decay: float = 1e-5
     milestones: tuple[float, ...] = (0.5, 0.75)   # fractions of the run where the lr is multiplied by gamma
     gamma: float = 0.1
+    grad_clip: float = 0.0                        # clip the gradients' global L2 norm to this; 0 = no clipping
     task_weights: tuple[tuple[str, float], ...] = (("segm", 0.5), ("depth", 0.5))
     seed: int = 0
     workers: int = 2

@@ -44,6 +44,7 @@ class Run:
     loss_fn: MultiTaskLoss
     step: int = 0
     total: int = 0
+    saved_step: int | None = None     # step of the checkpoint on disk, if any
 
     @property
     def dir(self) -> Path:
@@ -79,7 +80,7 @@ def build_run(cfg: TrainConfig, resume: dict | None) -> Run:
     if resume:
         model.load_state_dict(resume["model"])
         opt.load_state_dict(resume["optimizer"])
-        run.step = resume["step"]
+        run.step = run.saved_step = resume["step"]
         torch.set_rng_state(resume["rng"]["torch"])
     else:
         init_depth_bias(model, data)
@@ -105,11 +106,31 @@ def train_step(run: Run, batch: dict) -> dict[str, torch.Tensor]:
     out = {k: v.float() for k, v in out.items()}
     targets = {t: batch[t].to(run.device, non_blocking=True) for t in run.tasks}
     losses = run.loss_fn(out, targets)
+    check_finite(run, losses)
     run.opt.zero_grad(set_to_none=True)
     losses["loss"].backward()
+    if run.cfg.grad_clip:
+        torch.nn.utils.clip_grad_norm_(run.model.parameters(), run.cfg.grad_clip)
     run.opt.step()
     run.step += 1
     return losses
+
+
+class Diverged(UserError):
+    """The loss became NaN or infinite: the run stops before the bad step, keeping its last checkpoint."""
+
+
+def check_finite(run: Run, losses: dict[str, torch.Tensor]) -> None:
+    """Raise Diverged (naming the run, the step and each task's loss) if any loss is NaN or infinite,
+    before the step that would write non-finite weights."""
+    values = {k: float(v.detach()) for k, v in losses.items()}
+    if all(math.isfinite(v) for v in values.values()):
+        return
+    parts = ", ".join(f"{k} {v:.4g}" for k, v in values.items())
+    kept = (f"its last checkpoint {run.dir / 'last.pt'} (step {run.saved_step}) is kept"
+            if run.saved_step is not None else "no checkpoint was written")
+    raise Diverged(f"run {run.cfg.run!r}: the loss is not finite at step {run.step + 1} ({parts}); training "
+                   f"stopped, {kept}; lower the learning rates or set --grad-clip")
 
 
 def end_of_epoch(run: Run, losses: dict, timing: dict, steps_per_epoch: int, val_idx, evaluate_fn) -> dict:
@@ -141,6 +162,7 @@ def save_checkpoint(run: Run, metrics: dict) -> None:
             "classes": run.store.classes, "tasks": list(run.tasks), "rng": {"torch": torch.get_rng_state()},
             "metrics": metrics or {}}
     atomic_write(run.dir / "last.pt", lambda tmp: torch.save(ckpt, tmp))
+    run.saved_step = run.step
 
 
 def train(cfg: TrainConfig, resume: bool = False, evaluate_fn=None) -> dict:
@@ -216,8 +238,10 @@ def init_depth_bias(model, dataset, frames: int = 16) -> None:
 def check_resumable(ckpt: dict, cfg: TrainConfig, path: Path) -> None:
     """A run resumes only with the settings it started with (stop_after, workers and device may differ);
     raises UserError naming the changed settings."""
-    old = {k: v for k, v in ckpt["config"].items() if k not in ("stop_after", "workers", "device")}
-    new = {k: v for k, v in cfg.to_dict().items() if k not in ("stop_after", "workers", "device")}
+    free = ("stop_after", "workers", "device")
+    defaults = TrainConfig(store=cfg.store).to_dict()       # settings added since the run started
+    old = {k: ckpt["config"].get(k, defaults[k]) for k in defaults if k not in free}
+    new = {k: v for k, v in cfg.to_dict().items() if k not in free}
     changed = sorted(k for k in new if old.get(k) != new[k] and k != "ref")
     if changed:
         raise UserError(f"{path}: run {cfg.run!r} exists with other settings ({', '.join(changed)}); "
