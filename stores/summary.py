@@ -7,6 +7,10 @@ from stores.schema import SPLIT_NAMES
 
 
 def summarize(store) -> dict:
+    """JSON-safe report of one store version for `mtdistill show`: frames per split with segm/depth coverage
+    (percent of frames annotated), pseudo sets (frames covered by done shards, teachers, tasks), tags,
+    branches and size_on_disk in bytes.
+    """
     split = store.splits()
     has_segm = store.root["real/has_segm"][:]
     has_depth = store.root["real/has_depth"][:]
@@ -41,6 +45,7 @@ def summarize(store) -> dict:
 
 
 def human_bytes(n: float) -> str:
+    """Byte count -> "512 B", "1.5 MB" ... (1024 steps, TB at most)."""
     for unit in ("B", "KB", "MB", "GB", "TB"):
         if n < 1024 or unit == "TB":
             return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
