@@ -15,6 +15,10 @@ from student.model import build_student
 
 
 def build_model(arch: dict, *, encoder_weights: str | None = None, pretrained: bool = False) -> nn.Module:
+    """Freshly initialised network for an arch dict: the student for {"name": "student", "num_classes"}, else a
+    teacher architecture (teachers.archs). encoder_weights applies to the student only; for a teacher,
+    `pretrained` lets its config's own pretrained flag stand. UserError for an unknown teacher architecture.
+    """
     if arch["name"] == "student":
         return build_student(arch["num_classes"], encoder_weights=encoder_weights, pretrained=pretrained)
     from teachers.archs import build_model as build_teacher
@@ -22,6 +26,7 @@ def build_model(arch: dict, *, encoder_weights: str | None = None, pretrained: b
 
 
 def model_tasks(arch: dict) -> tuple[str, ...]:
+    """Tasks the arch dict's network predicts: ("segm", "depth") for the student, else the teacher's one task."""
     if arch["name"] == "student":
         return ("segm", "depth")
     from teachers.archs import arch_task
@@ -53,6 +58,10 @@ def load_checkpoint(path) -> dict:
 
 
 def model_from_checkpoint(path_or_ckpt) -> tuple[nn.Module, dict]:
+    """(network in eval mode with the checkpoint's weights, checkpoint dict) from a path or an already loaded
+    checkpoint; UserError for a missing or unreadable file (see load_checkpoint), RuntimeError from
+    load_state_dict when the weights do not fit the arch.
+    """
     ckpt = path_or_ckpt if isinstance(path_or_ckpt, dict) else load_checkpoint(path_or_ckpt)
     model = build_model(ckpt["arch"])
     model.load_state_dict(ckpt["model"])

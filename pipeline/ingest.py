@@ -17,6 +17,9 @@ from stores.sources.base import Frame, SkipLog
 
 @dataclass
 class IngestResult:
+    """Outcome of one ingest: new snapshot id (None when nothing was new), frames added, duplicates skipped by
+    content key, bad files skipped, and the store's frame count after it.
+    """
     snapshot_id: str | None
     added: int
     duplicates: int

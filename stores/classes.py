@@ -37,6 +37,9 @@ def distinct_colors(n: int) -> list[tuple[int, int, int]]:
 
 
 def make_classes(names, colors=None) -> list[dict]:
+    """Class list [{"id", "name", "color": [r, g, b]}] with ids 0..n-1 in `names` order; colours default to
+    `distinct_colors`.
+    """
     colors = colors or distinct_colors(len(names))
     return [{"id": i, "name": n, "color": list(c)} for i, (n, c) in enumerate(zip(names, colors))]
 
@@ -47,6 +50,7 @@ CLASS_LISTS = {"nyud40": NYUD40, "kitti6": KITTI6}
 
 
 def class_list(name: str) -> list[dict]:
+    """The named class list ("nyud40" or "kitti6"); KeyError listing the names otherwise."""
     try:
         return CLASS_LISTS[name]
     except KeyError:

@@ -17,6 +17,10 @@ SRC_NONE, SRC_REAL, SRC_PSEUDO = 0, 1, 2
 
 @dataclass(frozen=True)
 class MergePolicy:
+    """How real and pseudo targets combine per pixel (see `merge_targets`); saved in every checkpoint.
+
+    Thresholds are probabilities 0..1, compared against confidences stored x255; UserError when outside [0, 1].
+    """
     pseudo: str | None = None         # pseudo-label set name; None = real targets only
     segm_threshold: float = 0.5       # pseudo segm used where teacher confidence >= this (0..1)
     depth_threshold: float = 0.0      # pseudo depth used where its confidence >= this (0..1)
@@ -30,6 +34,7 @@ class MergePolicy:
                 raise UserError(f"{name.replace('_', '-')} {v} outside [0, 1]")
 
     def to_dict(self) -> dict:
+        """Plain dict of the fields, for checkpoints and commit metadata."""
         return asdict(self)
 
 

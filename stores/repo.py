@@ -33,6 +33,7 @@ def _config() -> ic.RepositoryConfig:
 
 
 def code_version() -> str:
+    """Installed mtdistill package version, or "unknown" when running from an uninstalled checkout."""
     from importlib.metadata import PackageNotFoundError, version
     try:
         return version("mtdistill")
@@ -59,6 +60,11 @@ class FrameStore:
     # ---- opening -----------------------------------------------------------------------------
     @classmethod
     def create(cls, path, *, name: str, classes: list[dict], frame_size, shard_frames=DEFAULT_SHARD_FRAMES):
+        """New empty store (N = 0) at `path` on branch main, with one "create store" commit.
+
+        frame_size (H, W) is fixed for the store's life; shard_frames = frames per zarr shard. StoreError when
+        `path` exists and is not empty.
+        """
         path = Path(path)
         if path.exists() and any(path.iterdir()):
             raise StoreError(f"{path}: already exists and is not empty")
@@ -74,6 +80,10 @@ class FrameStore:
 
     @classmethod
     def open(cls, path, ref: str | None = None) -> "FrameStore":
+        """Open the store at `path` at a branch, tag or snapshot id (default "main"), read-only.
+
+        StoreError when `path` is not an icechunk repository, cannot be opened, or `ref` does not resolve.
+        """
         path = Path(path)
         if not path.is_dir() or not (path / "refs").is_dir():
             raise StoreError(f"{path}: not a mtdistill store (no icechunk repository there)")
@@ -86,42 +96,53 @@ class FrameStore:
 
     @classmethod
     def exists(cls, path) -> bool:
+        """True when `path` looks like a store (a folder with icechunk's refs/); opens nothing."""
         path = Path(path)
         return path.is_dir() and (path / "refs").is_dir()
 
     def reopen(self, ref: str | None = None) -> "FrameStore":
+        """The same store at `ref` (default: this store's ref), re-resolved: sees commits made since opening."""
         return FrameStore.open(self.path, ref or self.ref)
 
     # ---- attributes --------------------------------------------------------------------------
     @property
     def attrs(self) -> dict:
+        """A copy of the root attributes: schema_version, name, classes, ignore_index, frame_size, depth_unit,
+        shard_frames."""
         return dict(self.root.attrs)
 
     @property
     def classes(self) -> list[dict]:
+        """The store's class list [{"id", "name", "color"}], in id order."""
         return self.root.attrs["classes"]
 
     @property
     def num_classes(self) -> int:
+        """Number of classes; segm ids are 0..num_classes-1, 255 = ignore."""
         return len(self.classes)
 
     @property
     def frame_size(self) -> tuple[int, int]:
+        """(H, W) of every frame in the store, pixels."""
         h, w = self.root.attrs["frame_size"]
         return h, w
 
     @property
     def shard_frames(self) -> int:
+        """Frames per shard (S): the unit one labeling task writes and one `done` flag covers."""
         return int(self.root.attrs["shard_frames"])
 
     @property
     def num_frames(self) -> int:
+        """N, the length of the frame axis at this snapshot."""
         return self.root["frames/rgb"].shape[0]
 
     def pseudo_sets(self) -> list[str]:
+        """Names of the pseudo-label sets (groups under pseudo/) at this snapshot, sorted."""
         return sorted(name for name, _ in self.root["pseudo"].groups())
 
     def pseudo(self, name: str) -> zarr.Group:
+        """The zarr group pseudo/<name> (segm, conf, depth, done); StoreError listing the sets when absent."""
         if name not in self.pseudo_sets():
             raise StoreError(f"{self.path}: no pseudo-label set {name!r} at {self.ref}; "
                              f"available: {self.pseudo_sets() or 'none'}")
@@ -129,13 +150,16 @@ class FrameStore:
 
     # ---- reading -----------------------------------------------------------------------------
     def read(self, start: int, stop: int, fields=("frames/rgb", "real/segm", "real/depth")) -> dict:
-        """Arrays for frames [start, stop), keyed by their store path."""
+        """Arrays for frames [start, stop), keyed by their store path: by default frames/rgb uint8 (n, H, W, 3),
+        real/segm uint8 (n, H, W) 255 = none, real/depth float32 (n, H, W) metres, 0 = none."""
         return {f: self.root[f][start:stop] for f in fields}
 
     def splits(self) -> np.ndarray:
+        """uint8 (N,) split code per frame (SPLIT_CODES: 0 train, 1 val, 2 test, 3 unlabeled)."""
         return self.root["frames/split"][:]
 
     def indices(self, split: str | None = None) -> np.ndarray:
+        """int64 frame indices of `split` (all frames when None), ascending; StoreError for an unknown split name."""
         if split is None:
             return np.arange(self.num_frames)
         if split not in SPLIT_CODES:
@@ -144,6 +168,7 @@ class FrameStore:
 
     # ---- writing -----------------------------------------------------------------------------
     def writable_session(self, branch: str = "main") -> ic.Session:
+        """A new icechunk writable session on `branch`; commit it with `commit` (which takes the commit lock)."""
         return self.repo.writable_session(branch)
 
     def commit(self, session: ic.Session, message: str, metadata: dict) -> str:
@@ -155,14 +180,19 @@ class FrameStore:
                 raise StoreError(f"{self.path}: commit conflicts with a concurrent change: {e}") from None
 
     def append(self, message: str, metadata: dict, branch: str = "main"):
+        """An `AppendWriter` context: add frames inside `with`, one commit (message, metadata) on a clean exit."""
         from stores.writer import AppendWriter
         return AppendWriter(self, message, metadata, branch)
 
     # ---- versions ----------------------------------------------------------------------------
     def resolve(self, ref: str) -> str:
+        """Snapshot id of a branch, tag or snapshot id; StoreError naming `ref` when none matches."""
         return resolve_ref(self.repo, ref, self.path)
 
     def log(self, ref: str | None = None, limit: int | None = None) -> list[dict]:
+        """Commits reachable from `ref` (default this store's ref), newest first, at most `limit`:
+        [{"id", "message", "written_at" (ISO 8601), "metadata"}].
+        """
         sid = self.resolve(ref or self.ref)
         out = []
         for snap in self.repo.ancestry(snapshot_id=sid):
@@ -173,12 +203,18 @@ class FrameStore:
         return out
 
     def tags(self) -> dict[str, str]:
+        """Tag name -> snapshot id (names shown with '/', e.g. train/<run>)."""
         return {_tag_name(t): self.repo.lookup_tag(t) for t in sorted(self.repo.list_tags())}
 
     def branches(self) -> dict[str, str]:
+        """Branch name -> snapshot id of its head."""
         return {b: self.repo.lookup_branch(b) for b in sorted(self.repo.list_branches())}
 
     def tag(self, name: str, ref: str | None = None) -> str:
+        """Tag the snapshot `ref` resolves to (default this store's ref) as `name`; returns the snapshot id.
+
+        StoreError for a bad name (letters, digits, . _ @ / -), an existing tag or an unknown ref.
+        """
         sid = self.resolve(ref or self.ref)
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._@/-]*", name):
             raise StoreError(f"tag name {name!r}: use letters, digits and . _ @ / - (not first)")
@@ -202,6 +238,9 @@ class FrameStore:
         return old, sid
 
     def diff(self, from_ref: str, to_ref: str) -> dict:
+        """What changed between two refs: snapshot ids, frame counts, pseudo sets added/removed, arrays
+        new/updated/deleted and updated chunk counts per array (icechunk's diff). StoreError for an unknown ref.
+        """
         a, b = self.resolve(from_ref), self.resolve(to_ref)
         d = self.repo.diff(from_snapshot_id=a, to_snapshot_id=b)
         old, new = FrameStore(self.path, self.repo, a, from_ref), FrameStore(self.path, self.repo, b, to_ref)
@@ -216,6 +255,7 @@ class FrameStore:
         }
 
     def size_on_disk(self) -> int:
+        """Bytes under the store folder (every snapshot, not just this one)."""
         total = 0
         for dirpath, _, files in os.walk(self.path):
             total += sum(os.path.getsize(os.path.join(dirpath, f)) for f in files)

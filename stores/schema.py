@@ -43,7 +43,8 @@ PSEUDO_ARRAYS = {
 
 
 def content_key(rgb: np.ndarray) -> bytes:
-    """Content hash of a decoded frame: same pixels -> same key, whatever file they came from."""
+    """16-byte blake2b of a decoded frame's shape and pixels (uint8 (H, W, 3)): same pixels -> same key,
+    whatever file they came from."""
     h = hashlib.blake2b(digest_size=KEY_BYTES)
     h.update(np.asarray(rgb.shape, np.int64).tobytes())
     h.update(np.ascontiguousarray(rgb).tobytes())
@@ -51,6 +52,11 @@ def content_key(rgb: np.ndarray) -> bytes:
 
 
 def create_array(group: zarr.Group, path: str, dtype, fill, trailing: tuple, shard_frames: int, n: int = 0):
+    """Create array `path` in `group` with `n` rows along the frame axis.
+
+    trailing (H, W) or (H, W, 3): one frame per chunk, `shard_frames` per shard, Blosc-zstd for floats, zstd
+    otherwise; trailing () is a 1-D per-frame table in TABLE_CHUNK chunks (str tables uncompressed).
+    """
     if trailing:  # image-like: one frame per chunk, S frames per shard
         codec = _FLOAT if np.dtype(dtype).kind == "f" else _ZSTD
         return group.create_array(

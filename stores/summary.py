@@ -7,6 +7,10 @@ from stores.schema import SPLIT_NAMES
 
 
 def summarize(store) -> dict:
+    """JSON-safe report of one store version for `mtdistill show`: frames per split with segm/depth coverage
+    (percent of frames annotated), pseudo sets (frames covered by done shards, teachers, tasks), tags,
+    branches and size_on_disk in bytes.
+    """
     split = store.splits()
     has_segm = store.root["real/has_segm"][:]
     has_depth = store.root["real/has_depth"][:]

@@ -17,6 +17,12 @@ from stores.sources.base import Frame
 
 
 class AppendWriter:
+    """Context manager from `FrameStore.append`: `add(frame)` queues frames, flushes whenever the store's end
+    reaches a shard boundary, and commits once on a clean exit (`snapshot_id`; None when nothing was new).
+
+    StoreError from `add` when a frame does not fit: rgb not uint8 (H, W, 3), segm not uint8 (H, W) with ids
+    < num_classes or 255, depth not (H, W) finite and >= 0, or an unknown split.
+    """
     def __init__(self, store, message: str, metadata: dict, branch: str = "main"):
         self.store, self.message, self.metadata, self.branch = store, message, dict(metadata), branch
         self.added = self.duplicates = 0

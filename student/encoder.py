@@ -41,6 +41,9 @@ class MobileNetV2Encoder(nn.Module):
             load_encoder_weights(self, weights)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """float32 (B,3,H,W) normalised RGB -> 7 taps (B,C_i,ceil(H/r_i),ceil(W/r_i)), C_i = out_channels,
+        r_i = reductions.
+        """
         x = self.bn1(self.conv_stem(x))  # (B,32,H/2,W/2)
         taps = []
         for block in self.blocks:
@@ -50,7 +53,8 @@ class MobileNetV2Encoder(nn.Module):
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Load a state dict saved with torch.save (weights only); unwrap {"state_dict": ...} / {"model": ...}."""
+    """Load a state dict saved with torch.save (weights only); unwrap {"state_dict": ...} / {"model": ...}.
+    WeightsError naming the file when it is missing, unreadable or not a dict of tensors."""
     path = Path(path)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
@@ -68,7 +72,8 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 
 
 def load_encoder_weights(encoder: MobileNetV2Encoder, path: str | Path) -> None:
-    """Copy a timm MobileNet-v2 state dict into `encoder`; head keys are ignored, anything else must match."""
+    """Copy a timm MobileNet-v2 state dict into `encoder`; head keys are ignored, anything else must match:
+    WeightsError listing missing, unexpected and wrong-shape keys otherwise."""
     state = {k: v for k, v in read_state_dict(path).items() if not k.startswith(HEAD_PREFIXES)}
     own = encoder.state_dict()
     missing = sorted(set(own) - set(state))

@@ -40,11 +40,11 @@ def segm_loss(logits: torch.Tensor, target: torch.Tensor, ignore_index: int = IG
 
 
 def berhu_loss(pred: torch.Tensor, target: torch.Tensor, threshold: float = 0.2) -> torch.Tensor:
-    """Inverse Huber loss averaged over valid depth pixels (target > 0).
+    """berHu, the reverse Huber loss (Laina et al. 2016), averaged over valid depth pixels (target > 0).
 
     pred: (B,1,h,w) metres (passed through ReLU); target: (B,H,W) or (B,1,H,W) metres, 0 = invalid.
     err = |pred - gt|; c = threshold * max(err) over the batch (a constant, no gradient);
-    cost = err where err <= c, else (err^2 + c^2) / (2c).
+    cost = err where err <= c, else (err^2 + c^2) / (2c). c = 0.2 * max follows the paper authors' code.
     """
     if target.dim() == 3:
         target = target.unsqueeze(1)  # (B,1,H,W)
@@ -80,6 +80,10 @@ class MultiTaskLoss(nn.Module):
 
     def forward(self, outputs: Mapping[str, torch.Tensor],
                 targets: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """outputs: {"segm" (B,C,h,w) logits, "depth" (B,1,h,w) metres} at 1/4 resolution; targets: {"segm" (B,H,W)
+        int, 255 = ignore, "depth" (B,H,W) or (B,1,H,W) metres, 0 = ignore}. Returns {"loss", "segm", "depth"} scalars;
+        "loss" is the weighted sum, the task entries unweighted.
+        """
         parts = {}
         for task in self.weights:
             if task in targets:

@@ -14,6 +14,7 @@ from torch import nn
 
 
 def conv1x1(in_channels: int, out_channels: int, groups: int = 1) -> nn.Conv2d:
+    """Bias-free 1x1 convolution (groups=channels makes it depthwise), the decoder's only conv."""
     return nn.Conv2d(in_channels, out_channels, kernel_size=1, bias=False, groups=groups)
 
 
@@ -26,6 +27,7 @@ class SeparableMaxPool2d(nn.Module):
         self.kernel_size, self.padding = kernel_size, padding
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B,C,H,W) -> max over each k x k window; (B,C,H,W) again when padding = k // 2 (the default 5 / 2)."""
         k, p = self.kernel_size, self.padding
         x = F.max_pool2d(x, (1, k), stride=1, padding=(0, p))
         return F.max_pool2d(x, (k, 1), stride=1, padding=(p, 0))
@@ -45,6 +47,7 @@ class CRP(nn.Module):
         self.convs = nn.ModuleList(conv1x1(channels, channels, groups) for _ in range(stages))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B,C,H,W) -> (B,C,H,W): x plus the chain of pooled-and-convolved residuals."""
         top = x
         for conv in self.convs:
             top = conv(self.pool(top))
@@ -53,7 +56,7 @@ class CRP(nn.Module):
 
 
 def upsample_to(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
-    """Bilinear resize of x to ref's spatial size."""
+    """Bilinear resize (align_corners=False) of x (B,C,h,w) to ref's spatial size -> (B,C,H_ref,W_ref)."""
     return F.interpolate(x, size=ref.shape[-2:], mode="bilinear", align_corners=False)
 
 
@@ -77,6 +80,8 @@ class Decoder(nn.Module):
         self.act = nn.ReLU6()
 
     def forward(self, taps: Sequence[torch.Tensor]) -> torch.Tensor:
+        """The 7 encoder taps (B,C_i,H/r_i,W/r_i) -> shared feature float32 (B,channels,H/4,W/4), at the
+        exact size of the 1/4 tap."""
         _, l2, l3, l4, l5, l6, l7 = taps  # 1/2 (unused), 1/4, 1/8, 1/16, 1/16, 1/32, 1/32
         p = self.proj
         x = self.act(p[5](l7) + p[4](l6))                 # (B,256,H/32,W/32)

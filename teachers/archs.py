@@ -23,6 +23,7 @@ ARCHS = {
 
 
 def arch_entry(name: str):
+    """(config class, model class, task) registered under `name` in ARCHS; KeyError listing the names otherwise."""
     try:
         return ARCHS[name]
     except KeyError:
@@ -73,4 +74,5 @@ def build_model(arch: dict, source: str = "arch", pretrained_ok: bool = False) -
 
 
 def arch_task(arch: dict) -> str:
+    """The task ("segm" or "depth") of the architecture an arch dict names; KeyError for an unknown name."""
     return arch_entry(arch["name"])[2]

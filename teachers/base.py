@@ -36,6 +36,7 @@ IMAGENET_NORM = {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "range"
 
 
 def parse_task(task: str) -> str:
+    """`task` if it is "segm" or "depth"; UserError listing the tasks otherwise."""
     if task not in TASKS:
         raise UserError(f"unknown teacher task {task!r}; choose one of {list(TASKS)}")
     return task
@@ -56,6 +57,7 @@ def parse_norm(norm: dict | None) -> dict:
 
 
 def parse_rgb(rgb) -> np.ndarray:
+    """`rgb` as a numpy array if it is uint8 (B, H, W, 3); ValueError giving the dtype and shape otherwise."""
     rgb = np.asarray(rgb)
     if rgb.dtype != np.uint8 or rgb.ndim != 4 or rgb.shape[-1] != 3:
         raise ValueError(f"predict expects uint8 (B, H, W, 3) frames, got {rgb.dtype} {rgb.shape}")
@@ -91,6 +93,7 @@ class Teacher:
 
     @property
     def num_classes(self) -> int | None:
+        """Number of the teacher's own classes (before any remap), or None when the file records no class list."""
         return len(self.classes) if self.classes is not None else None
 
     @property
@@ -166,7 +169,8 @@ class Teacher:
         return {"segm": ids.to(torch.uint8).cpu().numpy(), "conf": conf.to(torch.uint8).cpu().numpy()}
 
     def predict(self, rgb) -> dict:
-        """uint8 (B, H, W, 3) -> dict of (B, H, W) arrays (module docstring); runs in chunks of batch_size."""
+        """uint8 (B, H, W, 3) -> dict of (B, H, W) arrays (module docstring); runs in chunks of batch_size.
+        ValueError for another dtype/shape; UserError when the model's output does not fit the task or classes."""
         rgb = parse_rgb(rgb)
         b, h, w, _ = rgb.shape
         if b == 0:
@@ -206,7 +210,9 @@ def load_teacher(spec: str, task: str, remap=None, device="cpu", *, weights=None
                  classes=None, store_classes=None, flip=False, pad_to=None, batch_size=8) -> Teacher:
     """Open a teacher: .pt/.pth (our checkpoint, weights_only), .ts/.torchscript or a TorchScript zip, .onnx,
     or `module:function` (+ optional `weights` state dict). `remap` is a Remap or a .json/.toml path;
-    `norm`/`classes` override what the file records (external files record none: ImageNet by default)."""
+    `norm`/`classes` override what the file records (external files record none: ImageNet by default).
+    UserError for a missing/unreadable file, a task mismatch, or teacher classes that differ from
+    `store_classes` with no remap."""
     task = parse_task(task)
     if weights is not None and not external.is_entry_point(str(spec)):
         raise UserError(f"{spec}: a separate weights file only goes with a module:function entry point")
@@ -225,7 +231,8 @@ def load_teacher(spec: str, task: str, remap=None, device="cpu", *, weights=None
 
 
 def check_plain(obj, where: str) -> None:
-    """Refuse values a weights_only load could not read back (dataclasses, numpy arrays, custom objects)."""
+    """ValueError naming the path (`where`) of a value a weights_only load could not read back (dataclasses,
+    numpy arrays, custom objects)."""
     if isinstance(obj, dict):
         for k, v in obj.items():
             if not isinstance(k, (str, int)):
@@ -243,7 +250,8 @@ def save_teacher(path, model: nn.Module, arch_config, task: str, norm=None, clas
                  name: str | None = None, extra: dict | None = None) -> str:
     """Write our own checkpoint {"format", "arch", "task", "model", "norm", "classes", "name", **extra}
     atomically; returns its version (sha256 of the file). `extra` must hold only tensors and plain
-    containers/numbers/strings, or load_teacher will refuse the file."""
+    containers/numbers/strings (ValueError otherwise, so load_teacher can read the file back); ValueError
+    too when `arch_config` is not a `task` model."""
     task = parse_task(task)
     arch = arch_dict(arch_config)
     if arch_task(arch) != task:

@@ -22,12 +22,15 @@ from teachers.resnet38 import FULL_UNITS, DilatedHead, ResNet38Trunk, parse_unit
 
 
 def positive_depth(x: torch.Tensor, min_depth: float) -> torch.Tensor:
-    """Raw head output -> metres > 0."""
+    """Raw head output (any shape) -> softplus(x) + min_depth: metres > 0, same shape."""
     return F.softplus(x) + min_depth
 
 
 @dataclass(frozen=True)
 class ResNet38DepthConfig:
+    """ResNet38Depth hyper-parameters, saved as the checkpoint's "arch": trunk width/units as in ResNet38Config,
+    dilated head, min_depth (metres) added after softplus. ValueError for width <= 0 or bad units.
+    """
     width: float = 1.0
     units: tuple[int, int, int, int] = FULL_UNITS
     head_channels: int = 512
@@ -55,11 +58,15 @@ class ResNet38Depth(nn.Module):
                                 config.head_dilation)
 
     def forward(self, x):
+        """float32 (B, 3, H, W) normalised RGB -> {"depth": (B, 1, ceil(H/8), ceil(W/8))} metres >= min_depth."""
         return {"depth": positive_depth(self.head(self.trunk(x)), self.config.min_depth)}
 
 
 @dataclass(frozen=True)
 class LWRefineNetDepthConfig:
+    """LWRefineNetDepth hyper-parameters, saved as the checkpoint's "arch": timm encoder name and taps, decoder
+    width, CRP stages, min_depth (metres). ValueError when out_indices is empty.
+    """
     encoder: str = "resnet101"          # any timm model with features_only
     pretrained: bool = False            # passed through to timm.create_model only
     out_indices: tuple[int, ...] = (1, 2, 3, 4)  # encoder taps, shallow -> deep (strides 4..32 for resnets)
@@ -99,6 +106,9 @@ class LWRefineNetDepth(nn.Module):
         self.head = nn.Conv2d(d, 1, 3, padding=1)
 
     def forward(self, x):
+        """float32 (B, 3, H, W) normalised RGB -> {"depth": (B, 1, h, w)} metres >= min_depth at the
+        shallowest tap's size (H/4, W/4 for resnets); the Teacher pads H, W to a multiple of input_multiple.
+        """
         feats = self.encoder(x)[::-1]                      # deep -> shallow
         y = None
         for i, f in enumerate(feats):

@@ -65,7 +65,8 @@ def file_kind(path: Path) -> str:
 
 def safe_torch_load(path: Path):
     """torch.load(weights_only=True): tensors and plain containers only; a pickle that names any other
-    Python object (the way a pickle runs code) is refused before anything is called."""
+    Python object (the way a pickle runs code) is refused before anything is called. UserError naming the
+    file when refused or unreadable."""
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
@@ -81,12 +82,14 @@ def safe_torch_load(path: Path):
 
 
 def first_line(e: Exception) -> str:
+    """First line of an exception's message (its repr when the message is empty), for one-line UserErrors."""
     text = str(e).strip()
     return text.splitlines()[0] if text else repr(e)
 
 
 def load_checkpoint(path: Path) -> tuple[nn.Module, dict]:
-    """Our own checkpoint {"arch", "model", "task", "norm", "classes", "name", ...} -> (module, metadata)."""
+    """Our own checkpoint {"arch", "model", "task", "norm", "classes", "name", ...} -> (module,
+    metadata without "model"). UserError when it is not one, or its weights do not fit its "arch"."""
     ckpt = safe_torch_load(path)
     if not isinstance(ckpt, dict) or "arch" not in ckpt or "model" not in ckpt:
         raise UserError(f"{path}: not a teacher checkpoint (needs 'arch' and 'model'; "
@@ -103,6 +106,7 @@ def load_checkpoint(path: Path) -> tuple[nn.Module, dict]:
 
 
 def load_torchscript(path: Path, device="cpu") -> nn.Module:
+    """A TorchScript module (torch.jit.load onto `device`); UserError naming the file when it cannot be read."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)       # torch marks jit.load deprecated; it still works
@@ -113,7 +117,8 @@ def load_torchscript(path: Path, device="cpu") -> nn.Module:
 
 class OnnxModel:
     """An ONNX Runtime session behind a torch-in / {output name: tensor}-out call (CUDA provider when asked
-    for and available, else CPU). Expects one float32 NCHW input."""
+    for and available, else CPU). Expects one float32 NCHW input. UserError when the file cannot be read
+    or the graph has more than one input."""
 
     def __init__(self, path: Path, device="cpu"):
         import onnxruntime as ort
@@ -139,12 +144,14 @@ class OnnxModel:
 
 
 def is_entry_point(spec: str) -> bool:
+    """True when `spec` looks like `package.module:function` (checks the form only, imports nothing)."""
     return bool(ENTRY_POINT.match(spec))
 
 
 def load_entry_point(spec: str, weights=None) -> nn.Module:
     """`package.module:function` -> function() -> nn.Module; optional weights file (state dict, or a dict
-    with "model"/"state_dict") loaded weights_only and strictly."""
+    with "model"/"state_dict") loaded weights_only and strictly. UserError when the import fails, the
+    function returns no Module, or the weights do not fit."""
     module_name, func_name = spec.split(":")
     try:
         func = getattr(importlib.import_module(module_name), func_name)

@@ -51,6 +51,9 @@ def scaled(channels: int, width: float) -> int:
 
 @dataclass(frozen=True)
 class ResNet38Config:
+    """ResNet38 hyper-parameters, saved as the checkpoint's "arch"; the defaults are the published model A1.
+    ValueError for width <= 0, bad units or num_classes outside 1..255 (uint8 labels).
+    """
     num_classes: int = 19
     width: float = 1.0
     units: tuple[int, int, int, int] = FULL_UNITS
@@ -80,6 +83,7 @@ class PreActUnit(nn.Module):
         self.relu = nn.ReLU(inplace=True)
 
     def forward(self, x):
+        """(B, cin, H, W) -> (B, cout, H/stride, W/stride) (sizes round up): conv branch + shortcut."""
         a = self.relu(self.bn1(x))  # activated input, also feeds the 1x1 shortcut
         short = x if self.shortcut is None else self.shortcut(a)
         y = self.conv1(a)
@@ -104,6 +108,7 @@ class PreActBottleneck(nn.Module):
         self.relu = nn.ReLU(inplace=True)
 
     def forward(self, x):
+        """(B, cin, H, W) -> (B, cout, H, W): conv branch + shortcut (stride 1 always)."""
         a = self.relu(self.bn1(x))
         short = x if self.shortcut is None else self.shortcut(a)
         y = self.conv1(a)
@@ -142,6 +147,7 @@ class ResNet38Trunk(nn.Module):
         self.out_channels = b7[2]
 
     def forward(self, x):
+        """float32 (B, 3, H, W) normalised RGB -> (B, out_channels, ceil(H/8), ceil(W/8)) after the final BN + ReLU."""
         x = self.conv1a(x)                          # (B, 64, H, W)
         x = self.b4(self.b3(self.b2(x)))            # (B, 512, H/8, W/8)
         x = self.b7(self.b6(self.b5(x)))            # (B, 4096, H/8, W/8)
@@ -157,6 +163,7 @@ class DilatedHead(nn.Module):
         self.conv2 = nn.Conv2d(mid, cout, 3, padding=dilation, dilation=dilation)
 
     def forward(self, x):
+        """(B, cin, h, w) -> (B, cout, h, w) logits (or raw depth for ResNet38Depth)."""
         return self.conv2(torch.relu(self.conv1(x)))
 
 
@@ -174,6 +181,7 @@ class ResNet38(nn.Module):
                                 config.num_classes, config.head_dilation)
 
     def forward(self, x):
+        """float32 (B, 3, H, W) normalised RGB -> {"segm": (B, num_classes, ceil(H/8), ceil(W/8)) logits}."""
         return {"segm": self.head(self.trunk(x))}
 
 

@@ -44,6 +44,7 @@ def ingest():
 
 
 def report(result, store_path, as_json: bool) -> None:
+    """Print an IngestResult: a JSON object with --json, else one summary line plus one stderr line per skipped file."""
     if as_json:
         return echo_json({"store": str(store_path), **result.__dict__})
     if result.snapshot_id:

@@ -10,6 +10,9 @@ from pipeline.cli.util import echo_json, parse_size, user_errors
 
 
 def merge_options(fn):
+    """Click options of the merge rule (--pseudo, --segm-threshold, --depth-threshold, --depth-override),
+    mapping onto MergePolicy fields.
+    """
     for opt in reversed([
         click.option("--pseudo", default=None, help="Pseudo-label set to merge in (default: real targets only)."),
         click.option("--segm-threshold", type=float, default=0.5, show_default=True,
@@ -56,6 +59,9 @@ def loop_options(fn):
 def build_config(store, arch, run, out, ref, split, val_split, epochs, steps, batch_size, crop, scale, no_flip,
                  lr_encoder, lr_decoder, weight_decay, seed, workers, device, ckpt_every, policy,
                  task_weights=(("segm", 0.5), ("depth", 0.5)), encoder_weights=None, pretrained=False):
+    """TrainConfig from the loop options plus arch and MergePolicy; --crop is parsed as WIDTHxHEIGHT.
+    UserError for a --scale range that is not 0 < min <= max (or a bad --crop).
+    """
     from pipeline.train.augment import AugmentConfig
     from pipeline.train.config import TrainConfig
 
@@ -73,6 +79,9 @@ def build_config(store, arch, run, out, ref, split, val_split, epochs, steps, ba
 
 
 def summarize_run(result: dict) -> None:
+    """Print one line about a finished run: step / total steps, val mIoU % and RMSE (m) when present,
+    checkpoint path and store snapshot.
+    """
     m = result["metrics"].get("val", {})
     parts = []
     if "segm" in m:
@@ -158,6 +167,9 @@ def evaluate(store, checkpoint, split, ref, depth_crop, depth_cap, device, batch
 
 
 def check_classes(ckpt: dict, store, path) -> None:
+    """UserError when a segm checkpoint's class names differ from the store's (a checkpoint without a class
+    list passes).
+    """
     from stores.errors import UserError
     names = [c["name"] for c in ckpt.get("classes", store.classes)]
     if "segm" in ckpt.get("tasks", ("segm",)) and names != [c["name"] for c in store.classes]:

@@ -23,6 +23,7 @@ def user_errors(fn):
 
 
 def echo_json(obj) -> None:
+    """Print `obj` as indented JSON (non-JSON values through str())."""
     click.echo(json.dumps(obj, indent=2, default=str))
 
 

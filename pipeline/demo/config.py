@@ -17,6 +17,9 @@ PSEUDO = "teachers"
 
 @dataclass(frozen=True)
 class DemoConfig:
+    """Settings of `mtdistill demo` (its options plus fixed ones); the defaults are sized for a CPU,
+    `full()` gives the GPU-sized variant.
+    """
     out: str = "demo_out"
     preset: str = "outdoor"                  # outdoor (KITTI-6) learns within a CPU budget; indoor has 40 classes
     size: tuple[int, int] | None = None      # (H, W); None = 96x128 indoor, 80x256 outdoor (full: preset size)
@@ -46,6 +49,7 @@ class DemoConfig:
         return cls(**{**base, **kw})
 
     def frame_size(self) -> tuple[int, int]:
+        """(H, W) of every demo store: `size` if set, else 96x128 (indoor) or 80x256 (outdoor) pixels."""
         if self.size:
             return self.size
         return {"indoor": (96, 128), "outdoor": (80, 256)}[self.preset]

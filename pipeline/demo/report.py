@@ -39,6 +39,11 @@ def latency_ms(model, size, device, runs: int = 10) -> float:
 
 
 def evaluate_all(cfg, stores: dict, teachers: dict, students: dict) -> dict:
+    """Evaluate the teachers and the three students on the target store's test split.
+
+    Returns {row name: JSON-safe metrics (mIoU, RMSE, ...) + checkpoint, params, gmac (G multiply-adds at the
+    demo frame size), latency_ms (batch 1), tasks, steps}; student-architecture rows also get gmac_640x480.
+    """
 
     store = FrameStore.open(stores["target.ice"])
     test = store.indices("test")
@@ -64,6 +69,9 @@ def evaluate_all(cfg, stores: dict, teachers: dict, students: dict) -> dict:
 
 
 def table(results: dict) -> str:
+    """Markdown table of `evaluate_all` results: mIoU and pixel accuracy in %, RMSE / RMSE log in metres,
+    abs rel, delta1, params (M), GMAC, latency (ms); "-" where a model lacks the task.
+    """
     head = "| model | mIoU % | pixel acc % | RMSE m | RMSE log | abs rel | delta1 | params | GMAC | latency ms |"
     lines = [head, "|" + "---|" * 10]
     for name, r in results.items():
@@ -78,6 +86,9 @@ def table(results: dict) -> str:
 
 
 def qualitative_panel(cfg, stores: dict, students: dict, path: Path, frames: int = 3) -> Path:
+    """PNG at `path` of the first `frames` test frames: input, ground truth and each student's segmentation
+    row, then the same for depth (one colour range per frame, from its ground truth), with a class legend.
+    """
     from pipeline.deploy.visual import colorize_depth, colorize_segm, depth_range, legend, panel
 
     store = FrameStore.open(stores["target.ice"])
@@ -104,6 +115,9 @@ def qualitative_panel(cfg, stores: dict, students: dict, path: Path, frames: int
 
 
 def curves(students: dict, path: Path) -> Path:
+    """PNG at `path` with each student's training loss, val mIoU % and val depth RMSE (m) against step, read
+    from the runs' metrics.jsonl.
+    """
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -128,6 +142,7 @@ def curves(students: dict, path: Path) -> Path:
 
 
 def machine() -> str:
+    """One line describing this machine for the report: CPU cores and name, GPU name or "no GPU", torch version."""
     cpu = platform.processor() or platform.machine()
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
     import os
@@ -135,6 +150,9 @@ def machine() -> str:
 
 
 def write_report(cfg, stores, teachers, students, results, label) -> Path:
+    """Print the results table and write report.md, results.json, qualitative.png and curves.png into cfg.out;
+    returns the report's path. Assumes the last three results rows are students (a), (b), (c).
+    """
     out = Path(cfg.out)
     tbl = table(results)
     click.echo(tbl)

@@ -25,12 +25,17 @@ from stores.files import atomic_write
 from stores.merge import MergePolicy
 
 def say(text: str) -> None:
+    """Print a stage heading (bold, to stderr)."""
     click.secho(text, bold=True, err=True)
 
 
 # ---- 1. data ------------------------------------------------------------------------------------
 
 def ingest_world(cfg: DemoConfig, out: Path) -> dict:
+    """Stage 1: ingest target.ice (asymmetric annotations), oracle.ice (its full-ground-truth twin) and
+    source.ice (the teachers' fully labeled style-1 domain) under `out`; stores already complete are left
+    as they are. Returns {store file name: path}.
+    """
     from pipeline.ingest import open_or_create, run_ingest
     from stores.sources.base import Frame, SkipLog
     from stores.sources.synthetic import (SyntheticConfig, assignment, class_list_for, frame_name,
@@ -81,6 +86,9 @@ def ingest_world(cfg: DemoConfig, out: Path) -> dict:
 
 def train_config(cfg: DemoConfig, store: str, run: str, arch: dict, split: str, policy: MergePolicy,
                  steps: int, tasks=(("segm", 0.5), ("depth", 0.5))):
+    """TrainConfig of one demo run: fixed `steps` budget, val split "val", scale augmentation 0.8-1.5, output
+    under cfg.out/runs/<run>.
+    """
     from pipeline.train.config import TrainConfig
     return TrainConfig(store=store, run=run, out=str(Path(cfg.out) / "runs"), arch=arch, policy=policy,
                        split=split, val_split="val", steps=steps, batch_size=cfg.batch_size,
@@ -101,6 +109,9 @@ def finished(tcfg) -> dict | None:
 
 
 def run_training(tcfg) -> dict:
+    """Train one run, resuming from its last.pt if any; returns {"checkpoint", "step", ...}, without training
+    when the run already reached its step budget.
+    """
     from pipeline.train.loop import train
     done = finished(tcfg)
     if done:
@@ -138,6 +149,9 @@ class OneTask(torch.nn.Module):
         self.model, self.task = model, task
 
     def forward(self, x):
+        """float32 (B, 3, H, W) normalised RGB -> the wrapped model's output for `task`: segm logits (B, C, H/4, W/4)
+        or depth (B, 1, H/4, W/4) metres for the student.
+        """
         return self.model(x)[self.task]
 
 
@@ -166,6 +180,9 @@ def student_teacher(cfg: DemoConfig, stores: dict) -> dict:
 
 
 def label_target(cfg: DemoConfig, stores: dict, teachers: dict):
+    """Stage 2b: pseudo-label the target frames missing a real target into pseudo set "teachers" (dask job);
+    returns the LabelResult. UserError when shards are left unlabeled.
+    """
     from pipeline.label.job import LabelConfig, format_result, run_label
 
     say("labeling the target frames that lack targets (dask.distributed)")
@@ -182,6 +199,9 @@ def label_target(cfg: DemoConfig, stores: dict, teachers: dict):
 # ---- 3. students --------------------------------------------------------------------------------
 
 def train_students(cfg: DemoConfig, stores: dict) -> dict:
+    """Stage 3: train the student under each regime (a) real only, (b) real + pseudo, (c) oracle, with the
+    same step budget; returns {regime key: checkpoint path}.
+    """
     runs = {}
     for name, (title, store, split, policy) in REGIMES.items():
         if policy is None:
@@ -194,6 +214,9 @@ def train_students(cfg: DemoConfig, stores: dict) -> dict:
 
 
 def run_demo(cfg: DemoConfig) -> dict:
+    """All five stages (data, teachers + labeling, students, evaluation, report); each is skipped where its
+    store version or checkpoint already exists. Returns {"report": path of report.md, "results": ...}.
+    """
     from pipeline.demo.report import evaluate_all, write_report
 
     out = Path(cfg.out)

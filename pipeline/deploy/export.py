@@ -44,6 +44,7 @@ class WideConv2d(nn.Module):
                 self.conv.bias[: conv.out_channels] = conv.bias
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C_in, H, W) -> (B, out_channels, H', W'): the wide conv's output with the filler channels sliced off."""
         return self.conv(x)[:, : self.out_channels]
 
 
@@ -107,7 +108,8 @@ def ort_session(path: str | Path, threads: int | None = None):
 
 
 def run_onnx(session, image) -> dict:
-    """Run an exported student on a (B,3,H,W) float32 array / tensor -> {"segm", "depth"} numpy arrays."""
+    """Run an exported student on a normalised (B,3,H,W) float32 array / tensor -> {"segm": (B,C,H/4,W/4)
+    logits, "depth": (B,1,H/4,W/4) metres} numpy float32 arrays (depth before ReLU)."""
     if hasattr(image, "detach"):
         image = image.detach().cpu().numpy()
     outputs = session.run(list(OUTPUT_NAMES), {INPUT_NAME: image})

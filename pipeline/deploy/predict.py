@@ -1,8 +1,8 @@
 """Run a trained student on image files (`mtdistill predict`): pictures for people and raw outputs for tools.
 
-Flow: checkpoint -> student (pipeline/bench.read_student) + its class list; each image file (any size,
+Flow: checkpoint -> student (pipeline/deploy/bench.read_student) + its class list; each image file (any size,
 grey/RGBA/palette converted to RGB) -> padded to a multiple of 32 with the mean colour -> student ->
-logits / depth upsampled to the padded size and cropped back (pipeline/evaluate.predict) -> files in
+logits / depth upsampled to the padded size and cropped back (pipeline/evaluate/evaluate.predict) -> files in
 OUT, named after the image:
   NAME_segm.png        uint8 class ids (0..C-1)
   NAME_depth.png       uint16 millimetres (clipped at 65.535 m), or NAME_depth.npy float32 metres
@@ -38,6 +38,9 @@ def classes_of(ckpt: dict, num_classes: int) -> list[dict]:
 
 
 def load_predictor(checkpoint) -> tuple[torch.nn.Module, list[dict]]:
+    """(student in eval mode, its class list) from a checkpoint file; UserError naming the file when it is
+    not a student checkpoint (see bench.read_student).
+    """
     from pipeline.deploy.bench import read_student
 
     model, ckpt = read_student(checkpoint)

@@ -57,7 +57,11 @@ def predict(model, rgb: torch.Tensor, device, multiple: int = PAD_MULTIPLE, min_
 
 def evaluate_model(model, store, indices, *, device, tasks=("segm", "depth"), batch_size: int = 4,
                    depth_crop: str | None = None, depth_cap: float | None = None) -> dict:
-    """{"segm": {miou, pixel_acc, iou, pixels}, "depth": {rmse, rmse_log, abs_rel, ...}, "frames": n}."""
+    """{"segm": {miou, pixel_acc, iou, pixels}, "depth": {rmse, rmse_log, abs_rel, ...}, "frames": n}.
+
+    Frames `indices` of `store` run through `predict` in batches; metrics are pooled over the whole set
+    (one confusion matrix; RMSE over every valid pixel, metres), mIoU / accuracies as fractions 0..1.
+    KeyError for an unknown depth_crop. The model's train/eval mode is restored afterwards."""
     was_training = model.training
     model.eval()
     ds = FrameDataset(store.path, store.snapshot_id, indices)

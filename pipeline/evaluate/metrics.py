@@ -62,22 +62,27 @@ class SegmMetrics:
         self.conf = np.zeros((num_classes, num_classes), dtype=np.int64)
 
     def update(self, pred, gt) -> None:
+        """Add one batch: pred, gt integer labels of the same shape (..., H, W) at label resolution; gt 255 ignored.
+        ValueError when the shapes differ.
+        """
         self.conf += confusion_matrix(pred, gt, self.num_classes)
 
     def compute(self) -> dict:
+        """{"miou", "pixel_acc" (0..1), "iou" (per class, NaN where the union is empty), "pixels"} over all updates."""
         return segm_scores(self.conf)
 
 
 # ---- depth -------------------------------------------------------------------------------------
 
 def eigen_crop(height: int, width: int) -> tuple[slice, slice]:
-    """NYUD Eigen crop, rows 45:471 and cols 41:601 at 480x640, scaled proportionally otherwise."""
+    """NYUD Eigen crop (Eigen et al. 2014), rows 45:471 and cols 41:601 at 480x640, scaled proportionally
+    otherwise: (row slice, col slice)."""
     return (slice(round(45 * height / 480), round(471 * height / 480)),
             slice(round(41 * width / 640), round(601 * width / 640)))
 
 
 def garg_crop(height: int, width: int) -> tuple[slice, slice]:
-    """KITTI Garg crop: rows [0.408H, 0.992H), cols [0.036W, 0.964W), with the exact constants of the
+    """KITTI Garg crop (Garg et al. 2016): rows [0.408H, 0.992H), cols [0.036W, 0.964W), with the exact constants of the
     standard evaluation code (truncated to int), so results compare with published numbers."""
     return (slice(int(0.40810811 * height), int(0.99189189 * height)),
             slice(int(0.03594771 * width), int(0.96405229 * width)))

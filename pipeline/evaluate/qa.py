@@ -25,6 +25,7 @@ class Calibration:
         self.correct = np.zeros(256, np.int64)
 
     def update(self, conf: np.ndarray, correct: np.ndarray) -> None:
+        """Add pixels: conf uint8 (..., H, W) teacher confidence x255, correct bool of the same shape."""
         c = conf.ravel().astype(np.int64)
         self.count += np.bincount(c, minlength=256)
         self.correct += np.bincount(c, weights=correct.ravel().astype(np.float64), minlength=256).astype(np.int64)
@@ -43,6 +44,9 @@ class Calibration:
         return out
 
     def ece(self, n: int = 10) -> float:
+        """Expected calibration error over n equal-width bins: sum over bins of pixel share x |accuracy - mean
+        confidence| (Guo et al. 2017); NaN when no pixel was seen.
+        """
         total = self.count.sum()
         return float(sum(b["pixels"] / total * abs(b["accuracy"] - b["confidence"])
                          for b in self.bins(n) if b["pixels"])) if total else float("nan")
@@ -59,6 +63,7 @@ class Calibration:
         return out
 
     def summary(self) -> dict:
+        """{"pixels", "mean_confidence", "accuracy", "ece", "bins", "thresholds"}; confidences and accuracies 0..1."""
         total = int(self.count.sum())
         mean_conf = float((self.count * np.arange(256) / 255).sum() / total) if total else float("nan")
         acc = float(self.correct.sum() / total) if total else float("nan")
@@ -157,6 +162,9 @@ def reliability_plot(report: dict, path) -> str:
 
 
 def format_report(r: dict, class_names) -> str:
+    """Text of `quality_report` for the terminal: segm mIoU / pixel accuracy (%), calibration and kept share per
+    --segm-threshold, per-class IoU, depth RMSE (m) / abs rel / delta1 / RMSE log.
+    """
     lines = [f"pseudo set {r['pseudo']!r} vs real targets ({r['labeled_frames']} labeled frames"
              f"{', split ' + r['split'] if r['split'] else ''}; store snapshot {r['snapshot']})"]
     if "segm" in r:

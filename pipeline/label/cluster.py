@@ -27,14 +27,17 @@ TRIM = "MALLOC_TRIM_THRESHOLD_"
 
 
 def cpu_count() -> int:
+    """CPU cores this process may use (its affinity mask where the OS has one)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def worker_threads(client) -> int:
+    """Total worker threads of the connected dask cluster (at least 1)."""
     return max(1, sum(client.nthreads().values()))
 
 
 def gpu_workers(client) -> int:
+    """Number of the cluster's workers declaring a GPU resource >= 1."""
     workers = client.scheduler_info()["workers"].values()
     return sum(1 for w in workers if w.get("resources", {}).get("GPU", 0) >= 1)
 
@@ -77,4 +80,5 @@ def open_client(cfg):
 
 
 def task_resources(device: str) -> dict | None:
+    """Dask resources a shard task asks for: {"GPU": 1} on a CUDA device, else None."""
     return {"GPU": 1} if device.startswith("cuda") else None

@@ -1,7 +1,7 @@
 """The batch labeling job (`mtdistill label`): teachers -> pseudo/<name>/ in the store, on dask.distributed.
 
-Flow: open store + teachers (validate, weight hashes) -> label_plan.prepare_arrays (one commit creating
-or growing pseudo/<name>/) -> one task per pending shard (label_task.label_shard), a bounded window in
+Flow: open store + teachers (validate, weight hashes) -> plan.prepare_arrays (one commit creating
+or growing pseudo/<name>/) -> one task per pending shard (task.label_shard), a bounded window in
 flight, each with an icechunk ForkSession of the current writable session -> every `commit_every`
 finished shards: merge their forks, set their done flags, commit with provenance, open a new session ->
 tag `label/<name>` when every shard is done.
@@ -34,6 +34,7 @@ FRAMES = ("missing", "all")
 
 @dataclass(frozen=True)
 class LabelConfig:
+    """Settings of `mtdistill label`, saved in every label commit; checked by `check_config`."""
     store: str
     name: str
     teachers: tuple[tuple[str, str], ...]      # (task, teacher file or module:function)
@@ -53,11 +54,15 @@ class LabelConfig:
     overwrite: bool = False                    # relabel a set made by other teachers / settings
 
     def to_dict(self) -> dict:
+        """Plain JSON-able dict of the fields (teachers as lists)."""
         return {**asdict(self), "teachers": [list(t) for t in self.teachers]}
 
 
 @dataclass
 class LabelResult:
+    """What a label run did: snapshots, shard and frame counts, timings (s), commits, the label/<name> tag,
+    and shards still missing (shard -> error).
+    """
     name: str
     snapshot: str                              # store head after the job
     input_snapshot: str
@@ -74,9 +79,11 @@ class LabelResult:
 
     @property
     def frames_per_s(self) -> float:
+        """Labeling throughput, frames per second of labeling time (0 when nothing ran)."""
         return self.frames_labeled / self.seconds if self.seconds > 0 else 0.0
 
     def to_dict(self) -> dict:
+        """Plain JSON-able dict of the fields plus frames_per_s; missing shard keys as strings."""
         return {**asdict(self), "frames_per_s": round(self.frames_per_s, 2),
                 "missing": {str(k): v for k, v in self.missing.items()}}
 
@@ -97,6 +104,9 @@ def parse_teachers(items) -> tuple[tuple[str, str], ...]:
 
 
 def check_config(cfg: LabelConfig) -> None:
+    """UserError naming the option for a bad pseudo set name, --frames, --remap without a segm teacher, --device,
+    or a count below its minimum.
+    """
     parse_name(cfg.name)
     if cfg.frames not in FRAMES:
         raise UserError(f"--frames {cfg.frames!r}: choose one of {list(FRAMES)}")
@@ -199,6 +209,9 @@ def tag_finished(store, name: str, new_work: bool = True) -> str:
 
 
 def format_result(r: LabelResult) -> str:
+    """Human summary of a LabelResult: frames, shards, frames/s, commits, snapshot and tag, plus the first missing
+    shards and their errors.
+    """
     if r.nothing_to_do:
         return (f"pseudo set {r.name!r}: all {r.shards_total} shards already labeled; nothing to do "
                 f"(no commit). snapshot {r.snapshot}, tag {r.tag}")

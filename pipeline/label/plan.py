@@ -1,6 +1,6 @@
 """Before a labeling job runs (coordinator side of pipeline/label/job.py): who labels, what is left to do.
 
-Flow: label.py opens the store and the teachers -> `identity` (what makes two runs the same labeling)
+Flow: job.py opens the store and the teachers -> `identity` (what makes two runs the same labeling)
 -> `prepare_arrays` creates pseudo/<name>/ or grows it to the store's frame count (one commit, only
 when something changed) and refuses to mix provenance under one name -> `pending_shards` (done flag
 unset) -> the dask job. Also the per-name run lock: one job per pseudo set at a time (another name may run
@@ -23,6 +23,9 @@ PSEUDO_KEYS = ("segm", "conf", "depth")
 
 
 def parse_name(name: str) -> str:
+    """`name` if it can be a pseudo set name (letters, digits, . _ -, at most 100, first a letter or digit);
+    UserError otherwise.
+    """
     if not NAME_RE.match(name or ""):
         raise UserError(f"--name {name!r}: use letters, digits, '.', '_' or '-' (pseudo set names are "
                         f"store paths), starting with a letter or digit")
@@ -52,6 +55,7 @@ def identity(teachers: dict, frames: str) -> dict:
 
 
 def describe_identity(ident: dict) -> str:
+    """One line of a labeling identity for messages: frame choice, each teacher's version (12 hex), +flip, +remap."""
     parts = [f"frames={ident.get('frames')}"]
     for task, t in sorted(ident.get("teachers", {}).items()):
         parts.append(f"{task} teacher {t['version'][:12]}" + (" +flip" if t.get("flip") else "")
@@ -121,6 +125,7 @@ def pending_shards(store, name: str) -> np.ndarray:
 
 
 def shard_range(shard: int, n: int, s: int) -> tuple[int, int]:
+    """Frames [start, stop) of shard `shard` with `s` frames per shard in a store of `n` frames."""
     return shard * s, min(n, (shard + 1) * s)
 
 
@@ -136,4 +141,5 @@ def compact_ranges(shards) -> list[list[int]]:
 
 
 def expand_ranges(ranges) -> list[int]:
+    """Inverse of compact_ranges: [[0, 2], [5, 6]] -> [0, 1, 2, 5, 6]."""
     return [k for a, b in ranges for k in range(a, b + 1)]

@@ -25,6 +25,7 @@ from stores.repo import base_metadata
 
 
 def error_line(e: BaseException) -> str:
+    """"ExceptionType: first line of its message", for a shard's entry in result.missing."""
     text = str(e).strip().splitlines()
     return f"{type(e).__name__}: {text[0] if text else ''}".strip()
 
@@ -39,9 +40,11 @@ class Committer:
         self.t_last = time.perf_counter()
 
     def fork(self):
+        """A fork of the current writable session for one shard task."""
         return self.session.fork()
 
     def add(self, fork, stats: dict) -> bool:
+        """Keep a finished shard's fork; commits (flush) once commit_every are ready. True when it committed."""
         self.ready.append((fork, stats))
         if len(self.ready) >= self.cfg.commit_every:
             self.flush()
@@ -49,6 +52,9 @@ class Committer:
         return False
 
     def flush(self, note: str = "") -> None:
+        """Merge the ready forks, set their shards' done flags, commit with provenance (note appended to the
+        message), then open a fresh session. Does nothing when no fork is ready.
+        """
         if not self.ready:
             return
         name = self.cfg.name

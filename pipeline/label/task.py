@@ -1,6 +1,6 @@
 """The labeling job's task: label ONE shard of frames inside a dask worker (worker side of pipeline/label/job.py).
 
-Flow: the coordinator (label.py) registers `TeacherPlugin` (every worker, and every worker that joins
+Flow: the coordinator (job.py) registers `TeacherPlugin` (every worker, and every worker that joins
 later, loads the teachers once, cached by weight hash, and warms them up with one batch), then submits
 `label_shard(ShardJob)` once per shard -> the worker opens the store at the job's input snapshot, reads
 the shard's frames, runs each cached teacher, writes the WHOLE shard of every pseudo array through its icechunk
@@ -41,6 +41,7 @@ class TeacherSpec:
 
 @dataclass(frozen=True)
 class ShardJob:
+    """One task's work: label frames [start, stop) (one whole shard) of the store at `snapshot` with `teachers`."""
     store: str                # store path
     snapshot: str             # input snapshot id: frames and real targets are read here
     name: str                 # pseudo set name
@@ -93,12 +94,14 @@ def get_teacher(t: TeacherSpec, store_classes):
 
 
 def get_store(path: str, snapshot: str):
+    """The worker's cached read-only FrameStore at (path, snapshot)."""
     from stores.repo import FrameStore
 
     return _cached(_stores, (path, snapshot), lambda: FrameStore.open(path, snapshot))
 
 
 def set_torch_threads(n: int | None) -> None:
+    """Set torch's intra-op threads to n (None or 0: leave torch's own setting)."""
     if n:
         import torch
         if torch.get_num_threads() != n:
@@ -121,6 +124,7 @@ class TeacherPlugin(WorkerPlugin):
         await asyncio.get_running_loop().run_in_executor(executor, self.load)
 
     def load(self) -> None:
+        """Load every teacher (a load failure fails the job) and run one warm-up batch of noise frames on each."""
         set_torch_threads(self.torch_threads)
         noise = np.random.default_rng(0).integers(0, 256, (2, *self.frame_size, 3), dtype=np.uint8)
         for t in self.teachers:

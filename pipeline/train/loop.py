@@ -48,6 +48,7 @@ class Run:
 
     @property
     def dir(self) -> Path:
+        """The run's output folder: cfg.out / cfg.run (checkpoints, metrics.jsonl)."""
         return Path(self.cfg.out) / self.cfg.run
 
 

@@ -21,6 +21,7 @@ class SourceError(UserError):
 
 @dataclass
 class Frame:
+    """One frame as a source yields it, at the store's (H, W); None annotations mean "not annotated"."""
     rgb: np.ndarray                    # (H, W, 3) uint8
     split: str                         # one of SPLITS
     name: str                          # where it came from (relative path, or "synthetic/indoor/000123")

@@ -31,6 +31,9 @@ DEPTH_EXTS = (".png", ".npy")
 
 @dataclass(frozen=True)
 class FolderConfig:
+    """Options of `mtdistill ingest folder`; UserError on construction for a bad
+    fit, split, color_tolerance, depth_scale or label_format.
+    """
     images: str                        # folder of RGB images
     segm: str | None = None            # folder of label PNGs, same key as the image
     depth: str | None = None           # depth maps: 16-bit PNG (value / depth_scale) or .npy metres
@@ -53,9 +56,11 @@ class FolderConfig:
                             f"choose one of {', '.join(LABEL_FORMATS)}")
 
     def to_dict(self) -> dict:
+        """Plain dict for the ingest commit's metadata (source "folder", path, every field)."""
         return {"source": "folder", "path": self.images, **asdict(self)}
 
     def describe(self) -> str:
+        """One line "folder <path> key=value ..." of the options that are set, for progress output."""
         return describe_dict(self.to_dict())
 
 
@@ -246,6 +251,7 @@ def list_folder(cfg: FolderConfig, skips: SkipLog) -> list[Entry]:
 
 
 def count_folder(cfg: FolderConfig) -> int:
+    """Number of frames the folder source would yield (bad files skipped, not raised), for a progress total."""
     return len(list_folder(cfg, SkipLog(skip_bad=True)))
 
 

@@ -37,18 +37,21 @@ class BadInput(SourceError):
 # ---- option parsing (the CLI boundary) ----------------------------------------------------------
 
 def parse_fit(value: str) -> str:
+    """`value` if it is a size policy ("resize" | "crop"); UserError naming it otherwise."""
     if value not in FITS:
         raise UserError(f"bad fit {value!r}; choose one of {', '.join(FITS)}")
     return value
 
 
 def parse_split(value: str, where: str = "split") -> str:
+    """`value` if it is a split name (train/val/test/unlabeled); UserError prefixed by `where` otherwise."""
     if value not in SPLITS:
         raise UserError(f"{where}: bad split {value!r}; choose one of {', '.join(SPLITS)}")
     return value
 
 
 def parse_positive(value, name: str) -> float:
+    """`value` as a finite float > 0; UserError naming `name` and the value otherwise."""
     try:
         v = float(value)
     except (TypeError, ValueError):
@@ -59,12 +62,14 @@ def parse_positive(value, name: str) -> float:
 
 
 def parse_tolerance(value) -> int:
+    """`value` if it is an int 0..255 (per-channel colour distance; bools refused); UserError otherwise."""
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 255:
         raise UserError(f"bad color_tolerance {value!r}; expected an integer 0..255")
     return value
 
 
 def size_str(a: np.ndarray) -> str:
+    """Size of an (H, W, ...) array as "WxH", the way image tools print it."""
     return f"{a.shape[1]}x{a.shape[0]}"
 
 
@@ -101,7 +106,7 @@ def read_rgb(path) -> np.ndarray:
 
 
 def check_ids(path, ids: np.ndarray, num_classes: int) -> np.ndarray:
-    """ids must be < num_classes or 255; returns them as uint8."""
+    """Integer ids (h, w) as uint8; BadInput listing the values that are negative or >= num_classes (not 255)."""
     bad = np.unique(ids[((ids >= num_classes) & (ids != IGNORE_INDEX)) | (ids < 0)])
     if bad.size:
         shown = ", ".join(str(int(v)) for v in bad[:8]) + (", ..." if bad.size > 8 else "")
@@ -173,7 +178,7 @@ def read_depth_png(path, scale: float) -> np.ndarray:
 
 
 def check_depth(path, d: np.ndarray) -> np.ndarray:
-    """Metres must be finite and >= 0 (0 = invalid)."""
+    """Depth (h, w) in metres as contiguous float32; BadInput when any value is NaN/inf or negative (0 = invalid)."""
     if not np.isfinite(d).all():
         n = int((~np.isfinite(d)).sum())
         raise BadInput(path, f"depth has {n} NaN/inf value(s); use 0 for invalid pixels")
@@ -205,11 +210,12 @@ def read_depth_npy(path) -> np.ndarray:
 
 
 def read_depth(path, scale: float) -> np.ndarray:
-    """Dispatch on the suffix: .npy float metres, else 16-bit PNG / scale."""
+    """(h, w) float32 metres, 0 = invalid: .npy float metres, else 16-bit PNG value / scale; BadInput if bad."""
     return read_depth_npy(path) if Path(path).suffix.lower() == ".npy" else read_depth_png(path, scale)
 
 
 def check_size(path, what: str, a: np.ndarray, rgb: np.ndarray, rgb_path) -> None:
+    """BadInput (naming `path`) unless array `a` (h, w, ...) has the same h, w as its image `rgb` (h, w, 3)."""
     if a.shape[:2] != rgb.shape[:2]:
         raise BadInput(path, f"{what} is {size_str(a)} but its image {rgb_path} is {size_str(rgb)}")
 

@@ -27,6 +27,9 @@ KITTI_DEPTH_SCALE = 256.0
 
 @dataclass(frozen=True)
 class KittiConfig:
+    """Options of `mtdistill ingest kitti`; UserError on construction for a bad fit,
+    split or color_tolerance.
+    """
     images: str                        # image_2/ folder, a folder holding image_2/, or a flat folder
     segm: str | None = None            # colour-coded KITTI-6 label PNGs, same stem as the image
     depth: str | None = None           # uint16 depth PNGs (metres = value / 256, 0 = invalid), same stem
@@ -42,14 +45,17 @@ class KittiConfig:
 
     @property
     def image_dir(self) -> Path:
+        """The folder images are read from: `images`/image_2 when that exists, else `images` itself."""
         p = Path(self.images)
         return p / "image_2" if (p / "image_2").is_dir() else p
 
     def to_dict(self) -> dict:
+        """Plain dict for the ingest commit's metadata: the fields plus depth_scale 256 and the KITTI-6 colour map."""
         return {"source": "kitti", "path": self.images, **asdict(self), "depth_scale": KITTI_DEPTH_SCALE,
                 "colors": [list(c) for c in KITTI6_COLORS], "void_color": list(KITTI_VOID_COLOR)}
 
     def describe(self) -> str:
+        """One line "kitti <path> key=value ..." of the options that are set (colour map left out)."""
         return describe_dict({k: v for k, v in self.to_dict().items() if k not in ("colors", "void_color")})
 
 
@@ -75,6 +81,7 @@ def list_kitti(cfg: KittiConfig, skips: SkipLog) -> list[Entry]:
 
 
 def count_kitti(cfg: KittiConfig) -> int:
+    """Number of frames the kitti source would yield (bad files skipped, not raised), for a progress total."""
     return len(list_kitti(cfg, SkipLog(skip_bad=True)))
 
 

@@ -37,6 +37,9 @@ MAT_V5_HINT = ("is an old MATLAB v5 .mat file; only v7.3 (HDF5) .mat files can b
 
 @dataclass(frozen=True)
 class NyudConfig:
+    """Options of `mtdistill ingest nyud`; UserError on construction for a bad fit,
+    depth_scale or unlisted, or for splits given together with train_list/test_list.
+    """
     path: str                          # preprocessed root (rgb/, masks/, depth/) or nyu_depth_v2_labeled.mat
     train_list: str | None = None      # folder: names (default <root>/train.txt); .mat: 1-based indices
     test_list: str | None = None       # folder: names (default <root>/test.txt); .mat: 1-based indices
@@ -56,6 +59,7 @@ class NyudConfig:
 
     @property
     def layout(self) -> str:
+        """"mat" when `path` is a file (official nyu_depth_v2_labeled.mat), else "folder" (preprocessed tree)."""
         return "mat" if Path(self.path).is_file() else "folder"
 
     def notes(self) -> list[str]:
@@ -68,10 +72,12 @@ class NyudConfig:
         return out
 
     def to_dict(self) -> dict:
+        """Plain dict for the ingest commit's metadata: the fields, the layout and `notes()`."""
         return {"source": "nyud", "path": self.path, "layout": self.layout, **asdict(self),
                 "notes": self.notes()}
 
     def describe(self) -> str:
+        """One line "nyud <path> key=value ..." of the options that are set."""
         d = self.to_dict()
         d.pop("notes")
         return describe_dict(d)
@@ -79,6 +85,7 @@ class NyudConfig:
 
 @dataclass(frozen=True)
 class MatFrame:
+    """One frame of the official .mat to read: its 0-based index, Frame name "<file>/NNNNNN" (1-based) and split."""
     index: int                         # 0-based frame index in the .mat
     name: str
     split: str
@@ -233,6 +240,7 @@ def list_nyud(cfg: NyudConfig, skips: SkipLog) -> list:
 
 
 def count_nyud(cfg: NyudConfig) -> int:
+    """Number of frames the nyud source would yield (bad entries skipped, not raised), for a progress total."""
     return len(list_nyud(cfg, SkipLog(skip_bad=True)))
 
 

@@ -43,6 +43,7 @@ def class_list_for(preset: str) -> list[dict]:
 
 
 def parse_preset(preset) -> str:
+    """`preset` if it is "indoor" or "outdoor"; SourceError listing the presets otherwise."""
     if preset not in PRESETS:
         raise SourceError(f"synthetic preset {preset!r} unknown; choose one of {sorted(PRESETS)}")
     return preset
@@ -181,6 +182,7 @@ def assignment(config: SyntheticConfig, index: int) -> tuple[str, bool, bool]:
 
 
 def frame_name(config: SyntheticConfig, index: int) -> str:
+    """Frame name "synthetic/<preset>/s<seed>[-y<style>]/NNNNNN": unique per world, stable across runs."""
     style = f"-y{config.style}" if config.style else ""
     return f"synthetic/{config.preset}/s{config.seed}{style}/{index:06d}"
 

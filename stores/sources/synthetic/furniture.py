@@ -12,18 +12,22 @@ from functools import partial
 
 
 def box(lo, hi, cls, role, part=None):
+    """Axis-aligned box part from corner `lo` (x, y, z) to `hi`, metres in the object frame."""
     return ("box", tuple(lo), tuple(hi), cls, role, part or role)
 
 
 def cyl(x, y, r, z0, z1, cls, role, part=None):
+    """Vertical cylinder part: axis at (x, y), radius r, from height z0 to z1 (metres)."""
     return ("cyl", (x, y, r), (z0, z1, 0.0), cls, role, part or role)
 
 
 def ell(c, radii, cls, role, part=None):
+    """Axis-aligned ellipsoid part with centre `c` (x, y, z) and semi-axes `radii`, metres."""
     return ("ell", tuple(c), tuple(radii), cls, role, part or role)
 
 
 def legs(w, d, h, t, cls, role):
+    """Four square legs (side t, height h) inset 2 cm from the corners of a w x d footprint; part "frame"."""
     return [box((x, y, 0), (x + t, y + t, h), cls, role, "frame")
             for x in (0.02, w - t - 0.02) for y in (0.02, d - t - 0.02)]
 
@@ -59,12 +63,17 @@ def props_on(r, x0, y0, x1, y1, z, n):
 
 
 def table(r, w, d, h, cls="table"):
+    """Table (or coffee table via `cls`): top of random thickness on four legs, 0-3 props on top.
+
+    Like every builder here: r is the geometry numpy Generator, w, d, h the size in metres; returns parts.
+    """
     t = 0.03 + 0.02 * r.random()
     out = [box((0, 0, h - t), (w, d, h), cls, "wood", "frame")] + legs(w, d, h - t, 0.05, cls, "wood")
     return out + props_on(r, 0, 0, w, d, h, int(r.integers(0, 4)))
 
 
 def desk(r, w, d, h):
+    """Desk against a wall: top, side panel, modesty panel, drawer block; often a monitor; 1-3 props on top."""
     out = [box((0, 0, h - 0.03), (w, d, h), "desk", "wood", "frame"),
            box((0, 0, 0), (0.03, d, h - 0.03), "desk", "wood", "frame"),
            box((0.45, d - 0.03, 0.3), (w - 0.03, d, h - 0.03), "desk", "wood", "frame")]
@@ -80,6 +89,7 @@ def desk(r, w, d, h):
 
 
 def chair(r, w, d, h):
+    """Chair: four legs, a fabric or wooden seat at 42-48 cm, a backrest up to h."""
     seat = 0.42 + 0.06 * r.random()
     out = legs(w, d, seat - 0.04, 0.035, "chair", "wood")
     out += [box((0, 0, seat - 0.04), (w, d, seat), "chair", "fabric" if r.random() < 0.5 else "wood", "seat"),
@@ -88,6 +98,7 @@ def chair(r, w, d, h):
 
 
 def sofa(r, w, d, h):
+    """Sofa against a wall: seat, back, two arms, short legs, 0-3 pillows (class "pillow")."""
     arm = 0.15 + 0.1 * r.random()
     out = [box((0, 0.05, 0.08), (w, d, 0.44), "sofa", "fabric", "body"),
            box((0, d - 0.22, 0.44), (w, d, h), "sofa", "fabric", "body"),
@@ -101,6 +112,7 @@ def sofa(r, w, d, h):
 
 
 def bed(r, w, d, h):
+    """Bed: frame, sheet, blanket, headboard, one or two pillows, sometimes clothes on it."""
     out = [box((0, 0, 0.08), (w, d, 0.35), "bed", "wood", "frame"),
            box((0.03, 0.03, 0.35), (w - 0.03, d - 0.08, 0.56), "bed", "bedding", "sheet"),
            box((0.0, 0.0, 0.36), (w, d * 0.62, 0.6), "bed", "bedding", "blanket"),
@@ -115,6 +127,7 @@ def bed(r, w, d, h):
 
 
 def cabinet(r, w, d, h, cls="cabinet"):
+    """Cabinet (or dresser via `cls`) on a plinth; low ones often carry 1-2 props."""
     out = [box((0, 0, 0.05), (w, d, h), cls, "cabinet", "body"),
            box((0.03, 0.03, 0), (w - 0.03, d, 0.05), cls, "wood", "base")]
     if h < 1.2 and r.random() < 0.6:
@@ -123,11 +136,13 @@ def cabinet(r, w, d, h, cls="cabinet"):
 
 
 def nightstand(r, w, d, h):
+    """Night stand: one block with one prop on top."""
     out = [box((0, 0, 0), (w, d, h), "night stand", "cabinet", "body")]
     return out + props_on(r, 0, 0, w, d, h, 1)
 
 
 def bookshelf(r, w, d, h, cls="bookshelf"):
+    """Open bookshelf (or "shelves" via `cls`): sides, back, top, boards, filled with books, boxes and props."""
     t = 0.025
     sides = (((0, 0, 0), (t, d, h)), ((w - t, 0, 0), (w, d, h)),             # left, right
              ((0, d - 0.01, 0), (w, d, h)), ((0, 0, h - t), (w, d, h)))       # back, top
@@ -158,6 +173,7 @@ def bookshelf(r, w, d, h, cls="bookshelf"):
 
 
 def lamp(r, w, d, h):
+    """Floor lamp: round base, thin pole, shade at the top (all class "lamp")."""
     x, y = w / 2, d / 2
     return [cyl(x, y, 0.14, 0, 0.03, "lamp", "metal", "base"),
             cyl(x, y, 0.016, 0, h - 0.2, "lamp", "metal", "base"),
@@ -165,6 +181,7 @@ def lamp(r, w, d, h):
 
 
 def tv_stand(r, w, d, h):
+    """TV stand (cabinet or otherfurniture) with a television (foot + screen) on top."""
     tw = min(w - 0.1, 0.9 + 0.6 * r.random())
     x = (w - tw) / 2
     return [box((0, 0, 0), (w, d, h), "otherfurniture" if r.random() < 0.5 else "cabinet", "cabinet", "body"),
@@ -175,6 +192,7 @@ def tv_stand(r, w, d, h):
 
 
 def kitchen(r, w, d, h):
+    """Kitchen run: lower cabinets, counter top at 86-90 cm, wall cabinets, often a sink, 1-3 props."""
     out = [box((0, 0.05, 0), (w, d, 0.86), "cabinet", "cabinet", "lower"),
            box((0, 0, 0.86), (w, d, 0.9), "counter", "counter", "top"),
            box((0, d - 0.35, 1.45), (w, d, 2.15), "cabinet", "cabinet", "upper")]
@@ -185,26 +203,31 @@ def kitchen(r, w, d, h):
 
 
 def fridge(r, w, d, h):
+    """Refrigerator: one box (class "refridgerator", the NYUDv2 spelling)."""
     return [box((0, 0, 0), (w, d, h), "refridgerator", "appliance", "body")]
 
 
 def toilet(r, w, d, h):
+    """Toilet: bowl block and cistern, ceramic."""
     return [box((0.1, 0.1, 0), (w - 0.1, d - 0.2, 0.4), "toilet", "ceramic", "c"),
             box((0.03, d - 0.2, 0.35), (w - 0.03, d, 0.8), "toilet", "ceramic", "c")]
 
 
 def bathtub(r, w, d, h):
+    """Bathtub with a shower curtain along its front edge, up to 2 m."""
     return [box((0, 0, 0), (w, d, h), "bathtub", "ceramic", "c"),
             box((0, -0.02, 0.6), (w, 0.0, 2.0), "shower curtain", "curtain", "sc")]
 
 
 def vanity(r, w, d, h):
+    """Washbasin unit: cabinet, sink top, mirror on the wall above."""
     return [box((0, 0, 0), (w, d, 0.8), "cabinet", "cabinet", "body"),
             box((0.05, 0.05, 0.8), (w - 0.05, d - 0.05, 0.88), "sink", "ceramic", "sink"),
             box((0.05, d - 0.02, 1.1), (w - 0.05, d, 1.8), "mirror", "mirror", "mirror")]
 
 
 def boxes(r, w, d, h):
+    """A cardboard box, sometimes a second one stacked on it."""
     out = [box((0, 0, 0), (w, d, h), "box", "cardboard", "b0")]
     if r.random() < 0.5:
         out.append(box((0.05, 0.05, h), (w * 0.8, d * 0.8, h * 1.7), "box", "cardboard", "b1"))
@@ -212,18 +235,22 @@ def boxes(r, w, d, h):
 
 
 def bag(r, w, d, h):
+    """A bag: one ellipsoid filling the footprint."""
     return [ell((w / 2, d / 2, h / 2), (w / 2, d / 2, h / 2), "bag", "fabric", "bag")]
 
 
 def rug(r, w, d, h):
+    """Rug: a 12 mm slab on the floor (class "floor mat")."""
     return [box((0, 0, 0), (w, d, 0.012), "floor mat", "rug", "rug")]
 
 
 def ottoman(r, w, d, h):
+    """Ottoman: one fabric block (class "otherfurniture")."""
     return [box((0, 0, 0), (w, d, h), "otherfurniture", "fabric", "body")]
 
 
 def person(r, w, d, h):
+    """Standing person of height h: legs, torso, arms (boxes) and head (ellipsoid), class "person"."""
     x = w / 2
     out = [box((x - 0.17, 0.1, 0), (x - 0.02, 0.25, 0.85), "person", "fabric", "legs"),
            box((x + 0.02, 0.1, 0), (x + 0.17, 0.25, 0.85), "person", "fabric", "legs"),

@@ -22,6 +22,9 @@ ROOM_WEIGHTS = (0.22, 0.22, 0.18, 0.15, 0.13, 0.10)
 
 @dataclass
 class Scene:
+    """What a scene builder returns and synthetic/render draws: camera, primitives, lights, max depth (m),
+    floor footprints for contact shadows and `info` facts for tests.
+    """
     camera: Camera
     prims: list[Prim]
     lights: list[tuple]                  # ("point", (x, y, z), strength) / ("sun", (dx, dy, dz), strength)
@@ -81,6 +84,10 @@ def _wall_box(wall, u0, u1, z0, z1, th, W, D):
 
 
 def indoor_scene(r, size, intrinsics, max_depth=10.0) -> Scene:
+    """One furnished room (bedroom, living, office, kitchen, dining or bathroom) with doors, windows, furniture,
+    ceiling lights, and a level camera by a wall looking across it. r: geometry Generator; size (H, W);
+    intrinsics (fx, fy, cx, cy); max_depth in metres. Classes are NYUDv2-40 ids.
+    """
     W, D, H = 3.0 + 3.2 * r.random(), 3.0 + 3.6 * r.random(), 2.4 + 0.6 * r.random()
     kind = ROOM_TYPES[int(r.choice(len(ROOM_TYPES), p=ROOM_WEIGHTS))]
     if kind == "bathroom":

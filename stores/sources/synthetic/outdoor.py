@@ -47,6 +47,9 @@ def _tree(r, x, y, gid, prims):
 
 
 def outdoor_scene(r, size, intrinsics, max_depth=80.0) -> Scene:
+    """One street scene (see the module docstring) with the camera 1.65 m up in the right-hand lane and a sun.
+    r: geometry Generator; size (H, W); intrinsics (fx, fy, cx, cy); max_depth 80 m. Classes are KITTI-6 ids.
+    """
     road = 6.5 + 5.5 * r.random()                 # road width (m)
     walk = (1.5 + 2.5 * r.random(), 1.5 + 2.5 * r.random())    # sidewalk widths, right (-y) and left (+y)
     lawn = (r.random() < 0.5, r.random() < 0.5)  # grass strip beyond each sidewalk

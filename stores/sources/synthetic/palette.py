@@ -19,6 +19,7 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Domain:
+    """One appearance domain (a `style`): palette shift, texture scale, lighting and sensor noise."""
     style: int
     hue: float                          # hue rotation of every pool (turns)
     sat: float                          # saturation multiplier
@@ -119,6 +120,9 @@ ROLES = {
 
 @dataclass(frozen=True)
 class Material:
+    """A concrete surface for synthetic/texture to paint: texture kind, two linear-RGB colours, scale, offset,
+    per-instance seed, depth-hole probability and noise tile.
+    """
     kind: str
     c1: tuple[float, float, float]     # linear RGB 0..1
     c2: tuple[float, float, float]

@@ -23,6 +23,7 @@ TINY = 1e-9
 
 @dataclass(frozen=True)
 class Camera:
+    """Level pinhole camera: position (m), horizontal view direction, intrinsics in pixels, image H x W."""
     pos: tuple[float, float, float]   # world position (m)
     fwd: tuple[float, float]          # unit horizontal viewing direction
     fx: float
@@ -63,13 +64,15 @@ class Prim:
 
 @dataclass
 class Hits:
+    """The z-buffer `cast` fills: per pixel the nearest hit's depth, primitive id and surface kind."""
     t: np.ndarray      # (H, W) float32 depth along the optical axis, inf = nothing hit
     pid: np.ndarray    # (H, W) int16 primitive id, -1 = nothing
     axis: np.ndarray   # (H, W) int8 0/1/2 box face axis, 3 cylinder side, 4 ellipsoid, 5 nothing
 
 
 def cast(cam: Camera, prims: list[Prim]) -> tuple[Hits, tuple]:
-    """Nearest hit of every pixel's ray against all primitives."""
+    """Nearest hit of every pixel's ray against all primitives: (Hits of (H, W) arrays, the rays (dx, dy, dz)
+    from `Camera.rays`)."""
     H, W = cam.height, cam.width
     dx, dy, dz = cam.rays()
     hits = Hits(np.full((H, W), np.inf, np.float32), np.full((H, W), -1, np.int16),

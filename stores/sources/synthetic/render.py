@@ -24,6 +24,9 @@ VOID = 255
 
 
 def generators(preset: str, index: int, seed: int, style: int):
+    """The frame's three numpy Generators (geometry, appearance, sensor) from SeedSequence(seed, preset, index);
+    only appearance and sensor depend on `style`.
+    """
     base = [int(seed), PRESET_CODE[preset], int(index)]
     return (np.random.default_rng(np.random.SeedSequence(base + [0])),
             np.random.default_rng(np.random.SeedSequence(base + [1, int(style)])),
@@ -31,6 +34,9 @@ def generators(preset: str, index: int, seed: int, style: int):
 
 
 def build_scene(preset: str, index: int, seed: int, size, intrinsics):
+    """The `Scene` of frame `index` (indoor or outdoor builder, geometry generator only); size (H, W),
+    intrinsics (fx, fy, cx, cy) at that size.
+    """
     geo = generators(preset, index, seed, 0)[0]
     return (indoor_scene if preset == "indoor" else outdoor_scene)(geo, size, intrinsics)
 
