@@ -110,3 +110,15 @@ def test_unknown_crop_lists_options_and_empty_set_gives_nan():
     m.update(np.ones((2, 2)), np.zeros((2, 2)))
     r = m.compute()
     assert r["pixels"] == 0 and math.isnan(r["rmse"])
+
+
+def test_a_prediction_outside_the_class_list_is_a_miss_not_a_free_pass():
+    gt = np.array([[0, 0, 1, 1]])
+    pred = np.array([[0, 255, 1, 1]])          # one pixel of class 0 left unlabeled by the model
+    m = SegmMetrics(2)
+    m.update(pred, gt)
+    r = m.compute()
+    assert r["iou"] == [0.5, 1.0] and r["miou"] == 0.75 and r["pixel_acc"] == 0.75 and r["pixels"] == 4
+    q = SegmMetrics(2, invalid_pred="ignore")   # qa: measured only where a pseudo-label exists
+    q.update(pred, gt)
+    assert q.compute()["iou"] == [1.0, 1.0] and q.compute()["pixels"] == 3

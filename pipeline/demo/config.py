@@ -58,6 +58,6 @@ class DemoConfig:
 def demo_config(full: bool, **kw) -> DemoConfig:
     """Click options (None = default) -> DemoConfig; --full starts from the GPU-sized configuration."""
     kw = {k: v for k, v in kw.items() if v is not None}
-    if kw.get("preset", "indoor") not in ("indoor", "outdoor"):
+    if kw.get("preset", DemoConfig.preset) not in ("indoor", "outdoor"):
         raise UserError(f"--preset {kw['preset']!r}: choose indoor or outdoor")
     return DemoConfig.full(**kw) if full else DemoConfig(**kw)

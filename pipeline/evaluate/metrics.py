@@ -2,7 +2,9 @@
 
 Flow: evaluate / bench -> predictions at label resolution + ground truth -> **SegmMetrics /
 DepthMetrics**.update() per batch -> compute() once at the end.
-- Segmentation: one confusion matrix for the whole set; labels >= num_classes (255) ignored;
+- Segmentation: one confusion matrix for the whole set; ground-truth labels >= num_classes (255) ignored;
+  a prediction outside the class list (e.g. 255, "no label") is a miss of the true class, unless the caller
+  measures only where a prediction exists (qa: pseudo-labels, with their coverage reported apart);
   IoU_c = TP / (TP + FP + FN); classes with an empty union are left out of the mean.
 - Depth: every valid pixel of the whole set (gt > 0, optionally gt <= cap, optionally inside the
   Eigen (NYUD) or Garg (KITTI) crop) pooled, so RMSE is not a mean of per-image RMSEs.
@@ -37,14 +39,17 @@ def confusion_matrix(pred, gt, num_classes: int) -> np.ndarray:
     return np.bincount(pairs, minlength=num_classes ** 2).reshape(num_classes, num_classes)
 
 
-def segm_scores(conf: np.ndarray) -> dict:
-    """mIoU, per-class IoU (NaN where the union is empty) and pixel accuracy from a confusion matrix."""
+def segm_scores(conf: np.ndarray, missed: np.ndarray | None = None) -> dict:
+    """mIoU, per-class IoU (NaN where the union is empty) and pixel accuracy from a confusion matrix;
+    `missed` (num_classes,) counts pixels of each true class whose prediction was outside the class list
+    (false negatives that no column of `conf` holds)."""
+    missed = np.zeros(len(conf)) if missed is None else missed.astype(np.float64)
     conf = conf.astype(np.float64)
     tp = np.diag(conf)
-    union = conf.sum(0) + conf.sum(1) - tp  # TP + FP + FN
+    union = conf.sum(0) + conf.sum(1) - tp + missed  # TP + FP + FN
     with np.errstate(invalid="ignore", divide="ignore"):
         iou = np.where(union > 0, tp / union, np.nan)
-    total = conf.sum()
+    total = conf.sum() + missed.sum()
     present = union > 0
     return {
         "miou": float(iou[present].mean()) if present.any() else float("nan"),
@@ -55,21 +60,31 @@ def segm_scores(conf: np.ndarray) -> dict:
 
 
 class SegmMetrics:
-    """Accumulates one confusion matrix; update(pred_labels, gt_labels) with equal shapes."""
+    """Accumulates one confusion matrix; update(pred_labels, gt_labels) with equal shapes.
 
-    def __init__(self, num_classes: int):
-        self.num_classes = num_classes
+    invalid_pred: "miss" (default) counts a prediction outside [0, num_classes) as a false negative of the
+    true class; "ignore" leaves such pixels out (for pseudo-labels, whose coverage is measured apart)."""
+
+    def __init__(self, num_classes: int, invalid_pred: str = "miss"):
+        if invalid_pred not in ("miss", "ignore"):
+            raise ValueError(f"invalid_pred {invalid_pred!r}: choose 'miss' or 'ignore'")
+        self.num_classes, self.invalid_pred = num_classes, invalid_pred
         self.conf = np.zeros((num_classes, num_classes), dtype=np.int64)
+        self.missed = np.zeros(num_classes, dtype=np.int64)
 
     def update(self, pred, gt) -> None:
         """Add one batch: pred, gt integer labels of the same shape (..., H, W) at label resolution; gt 255 ignored.
         ValueError when the shapes differ.
         """
         self.conf += confusion_matrix(pred, gt, self.num_classes)
+        if self.invalid_pred == "miss":
+            p, g = as_numpy(pred).astype(np.int64), as_numpy(gt).astype(np.int64)
+            bad = (g >= 0) & (g < self.num_classes) & ((p < 0) | (p >= self.num_classes))
+            self.missed += np.bincount(g[bad], minlength=self.num_classes)
 
     def compute(self) -> dict:
         """{"miou", "pixel_acc" (0..1), "iou" (per class, NaN where the union is empty), "pixels"} over all updates."""
-        return segm_scores(self.conf)
+        return segm_scores(self.conf, self.missed)
 
 
 # ---- depth -------------------------------------------------------------------------------------

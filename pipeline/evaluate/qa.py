@@ -88,7 +88,7 @@ def quality_report(store, name: str, split: str | None = None) -> dict:
     tasks = list(g.attrs.get("tasks", ["segm", "depth"]))
     frames = labeled_frames(store, name, split)
     has = {"segm": store.root["real/has_segm"][:], "depth": store.root["real/has_depth"][:]}
-    segm, calib = SegmMetrics(store.num_classes), Calibration()
+    segm, calib = SegmMetrics(store.num_classes, invalid_pred="ignore"), Calibration()
     depth = DepthMetrics()
     cover = {"segm": [0, 0], "depth": [0, 0]}                           # [pseudo-labeled, real] pixels
     used = {"segm": 0, "depth": 0}
