@@ -9,6 +9,8 @@ occlusion; windows, screens and sky emit. Then exposure, vignetting, gamma 2, se
 """
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 
 from stores.sources.synthetic.indoor import indoor_scene
@@ -64,27 +66,60 @@ def _bounds(prims):
 
 
 def render_scene(scene, preset: str, style: int, app, sen):
-    """-> rgb (H, W, 3) uint8, segm (H, W) uint8, depth_clean, depth_sensor (H, W) float32."""
-    cam, prims = scene.camera, scene.prims
-    H, W = cam.height, cam.width
+    """Render a scene: rgb (H, W, 3) uint8, segm (H, W) uint8 class ids (sky: KITTI sky or 255 void),
+    depth_clean and depth_sensor (H, W) float32 metres along the optical axis (0 = no return).
+    `app` and `sen` are the appearance and sensor generators (see `generators`), drawn in a fixed order."""
+    cam = scene.camera
     dom = domain(style)
+    g = surface_geometry(scene, preset)
+    albedo, emit, hole_p, sky = material_albedo(g, scene.prims, app, dom, cam)
+    rgb = shade(scene, preset, dom, app, sen, g, albedo, emit, sky)
+    if preset == "indoor":
+        lum = albedo[..., 0] * 0.3 + albedo[..., 1] * 0.59 + albedo[..., 2] * 0.11
+        valid = kinect_valid(g.depth, g.cos_view, lum, hole_p, cam.fx, sen)
+    else:
+        valid = lidar_valid(g.depth, cam.fx, cam.fy, cam.cy, hole_p, sen, scene.max_depth)
+    sensor = np.where(valid, g.depth, np.float32(0)).astype(np.float32)
+    return rgb, g.segm, g.depth, sensor
+
+
+class Geometry(SimpleNamespace):
+    """Per-pixel results of the ray cast: segm, depth (H, W); primitive id pid and hit axis; surface point
+    px, py, pz and normal nx, ny, nz (H, W) float32; texture coordinates s_co, t_co; ray directions dxf,
+    dyf, dzf; cos_view (|cos| of the view angle) and foot (pixel footprint on the surface, metres)."""
+
+
+def surface_geometry(scene, preset: str) -> Geometry:
+    """Ray-cast the scene's camera: labels, depth, surface points, normals and texture coordinates."""
+    cam, prims = scene.camera, scene.prims
     hits, (dx, dy, dz) = cast(cam, prims)
     pid, axis = hits.pid, hits.axis
-    n = len(prims)
     sky_cls = KITTI_IDS["sky"] if preset == "outdoor" else VOID
     cls_lut = np.array([p.cls for p in prims] + [sky_cls], np.uint8)
     segm = cls_lut[pid]                                               # pid -1 -> last entry (sky)
     t = hits.t
     hit = np.isfinite(t)
     depth = np.where(hit & (t <= scene.max_depth), t, np.float32(0)).astype(np.float32)
-
-    # geometry per pixel: position, normal, texture coordinates
     t0 = np.where(hit, t, np.float32(0))
     o = cam.pos
     dxf, dyf, dzf = dx.astype(np.float32), dy.astype(np.float32), dz.astype(np.float32)
     px = np.float32(o[0]) + t0 * dxf[None, :]
     py = np.float32(o[1]) + t0 * dyf[None, :]
     pz = np.float32(o[2]) + t0 * dzf[:, None]
+    nx, ny, nz = _normals(prims, pid, axis, px, py, pz, dxf, dyf, dzf)
+    s_co = np.where(axis == 0, py, np.where(axis >= 3, px + py, px))
+    t_co = np.where(axis == 2, py, pz)
+    dn = np.sqrt(dxf[None, :] ** 2 + dyf[None, :] ** 2 + dzf[:, None] ** 2)
+    cos_view = np.abs(nx * dxf[None, :] + ny * dyf[None, :] + nz * dzf[:, None]) / dn
+    # pixel footprint on the surface (m), for fading patterns finer than a few pixels (no aliasing)
+    foot = t0 * dn / (np.float32(min(cam.fx, cam.fy)) * np.maximum(cos_view, np.float32(0.15)))
+    return Geometry(segm=segm, depth=depth, pid=pid, axis=axis, px=px, py=py, pz=pz, nx=nx, ny=ny, nz=nz,
+                    s_co=s_co, t_co=t_co, dxf=dxf, dyf=dyf, dzf=dzf, cos_view=cos_view, foot=foot)
+
+
+def _normals(prims, pid, axis, px, py, pz, dxf, dyf, dzf):
+    """Surface normals (H, W) float32 x3: facing the camera on axis-aligned faces, the gradient of the
+    implicit surface on cylinders and ellipsoids."""
     sgx, sgy, sgz = -np.sign(dxf)[None, :], -np.sign(dyf)[None, :], -np.sign(dzf)[:, None]
     nx = np.where(axis == 0, sgx, np.float32(0))
     ny = np.where(axis == 1, sgy, np.float32(0))
@@ -101,10 +136,14 @@ def render_scene(scene, preset: str, style: int, app, sen):
         gz = np.where(is_ell, qz / (rad[:, 2] * rad[:, 2]), np.float32(0))
         norm = np.sqrt(gx * gx + gy * gy + gz * gz) + np.float32(1e-12)
         nx.ravel()[curved], ny.ravel()[curved], nz.ravel()[curved] = gx / norm, gy / norm, gz / norm
-    s_co = np.where(axis == 0, py, np.where(axis >= 3, px + py, px))
-    t_co = np.where(axis == 2, py, pz)
+    return nx, ny, nz
 
-    # materials, one per (group, role), drawn in primitive order from the appearance generator
+
+def material_albedo(g: Geometry, prims, app, dom, cam):
+    """Albedo (H, W, 3), emission (H*W,), sensor hole probability (H*W,) and the flat indices of sky pixels.
+    One material per (group, role), drawn in primitive order from the appearance generator `app`."""
+    H, W = g.segm.shape
+    n = len(prims)
     mats, mat_of = {}, np.zeros(n + 1, np.int16)
     for i, p in enumerate(prims):
         key = (p.group, p.role) if p.group >= 0 else (-1 - i, p.role)
@@ -113,34 +152,20 @@ def render_scene(scene, preset: str, style: int, app, sen):
         mat_of[i] = mats[key][0]
     mat_of[n] = len(mats)                                             # sky
     mat_list = [m for _, m in sorted(mats.values(), key=lambda v: v[0])]
-    mid = mat_of[pid].ravel()
+    mid = mat_of[g.pid].ravel()
     order = np.argsort(mid, kind="stable")
     starts = np.concatenate([[0], np.cumsum(np.bincount(mid, minlength=len(mats) + 1))])
     albedo = np.zeros((H * W, 3), np.float32)
     emit = np.zeros(H * W, np.float32)
     hole_p = np.zeros(H * W, np.float32)
-    dn = np.sqrt(dxf[None, :] ** 2 + dyf[None, :] ** 2 + dzf[:, None] ** 2)
-    cos_view = np.abs(nx * dxf[None, :] + ny * dyf[None, :] + nz * dzf[:, None]) / dn
-    # pixel footprint on the surface (m), for fading patterns finer than a few pixels (no aliasing)
-    foot = t0 * dn / (np.float32(min(cam.fx, cam.fy)) * np.maximum(cos_view, np.float32(0.15)))
-    flat = {k: v.ravel() for k, v in (("s", s_co), ("t", t_co), ("ax", axis), ("pid", pid), ("fp", foot))}
+    lo, hi = _bounds(prims)
+    flat = {k: v.ravel() for k, v in (("s", g.s_co), ("t", g.t_co), ("ax", g.axis), ("pid", g.pid),
+                                      ("fp", g.foot))}
     for m, mat in enumerate(mat_list):
         idx = order[starts[m]:starts[m + 1]]
         if idx.size == 0:
             continue
-        ax, pm = flat["ax"][idx], flat["pid"][idx]
-        s, tt = flat["s"][idx], flat["t"][idx]
-        on_z = ax == 2
-        if mat.kind in LOCAL_KINDS:
-            l0, h0 = lo[pm], hi[pm]
-            on_x = ax == 0
-            ls = s - np.where(on_x, l0[:, 1], l0[:, 0])
-            ws = np.where(on_x, h0[:, 1] - l0[:, 1], h0[:, 0] - l0[:, 0])
-            lt = tt - np.where(on_z, l0[:, 1], l0[:, 2])
-            wt = np.where(on_z, h0[:, 1] - l0[:, 1], h0[:, 2] - l0[:, 2])
-        else:
-            ls = lt = ws = wt = None
-        a, e = paint(mat, dom, Patch(s, tt, ls, lt, ws, wt, ~on_z, flat["fp"][idx]))
+        a, e = paint(mat, dom, _patch(mat, flat, idx, lo, hi))
         albedo[idx] = a
         if e is not None:
             emit[idx] = e
@@ -148,38 +173,50 @@ def render_scene(scene, preset: str, style: int, app, sen):
         else:
             hole_p[idx] = mat.hole
     sky = order[starts[len(mats)]:]
-    albedo = albedo.reshape(H, W, 3)
+    return albedo.reshape(H, W, 3), emit, hole_p.reshape(H, W), sky
 
-    # lighting, emission, sky; exposure and vignetting folded into one (H, W) gain
+
+def _patch(mat, flat: dict, idx, lo, hi) -> Patch:
+    """The texture `Patch` of pixels `idx` of one material (local coordinates for LOCAL_KINDS)."""
+    ax, pm = flat["ax"][idx], flat["pid"][idx]
+    s, tt = flat["s"][idx], flat["t"][idx]
+    on_z = ax == 2
+    if mat.kind in LOCAL_KINDS:
+        l0, h0 = lo[pm], hi[pm]
+        on_x = ax == 0
+        ls = s - np.where(on_x, l0[:, 1], l0[:, 0])
+        ws = np.where(on_x, h0[:, 1] - l0[:, 1], h0[:, 0] - l0[:, 0])
+        lt = tt - np.where(on_z, l0[:, 1], l0[:, 2])
+        wt = np.where(on_z, h0[:, 1] - l0[:, 1], h0[:, 2] - l0[:, 2])
+    else:
+        ls = lt = ws = wt = None
+    return Patch(s, tt, ls, lt, ws, wt, ~on_z, flat["fp"][idx])
+
+
+def shade(scene, preset: str, dom, app, sen, g: Geometry, albedo, emit, sky) -> np.ndarray:
+    """Lighting, emission and sky; exposure and vignetting folded into one (H, W) gain; soft shoulder,
+    gamma 2, triangular sensor noise from `sen` -> rgb (H, W, 3) uint8."""
+    cam, prims = scene.camera, scene.prims
+    H, W = g.segm.shape
     side = max(H, W)
     ru = ((np.arange(W, dtype=np.float32) - W / 2) / side) ** 2
     rv = ((np.arange(H, dtype=np.float32) - H / 2) / side) ** 2
     vig = np.float32(1) - np.float32(0.25) * ru[None, :] - np.float32(0.25) * rv[:, None]
     gain = (np.float32(dom.exposure) * vig).ravel()
-    light = _lighting(scene, preset, dom, px, py, pz, nx, ny, nz, pid, axis, prims)
+    light = _lighting(scene, preset, dom, g.px, g.py, g.pz, g.nx, g.ny, g.nz, g.pid, g.axis, prims)
     x = (albedo * light * gain.reshape(H, W)[..., None]).reshape(-1, 3)
     e = np.flatnonzero(emit)
     if e.size:
         x[e] += (albedo.reshape(-1, 3)[e] * gain[e, None] - x[e]) * emit[e, None]
     if sky.size:
-        x[sky] = _sky(dom, cam, app, dzf, sky) * gain[sky, None]
+        x[sky] = _sky(dom, cam, app, g.dzf, sky) * gain[sky, None]
     x = x.reshape(H, W, 3)
     x = np.maximum(x, np.float32(0))
     x = np.sqrt(x / (np.float32(1) + np.float32(0.25) * x))           # soft shoulder, then gamma 2
     tri = sen.integers(0, 1 << 16, (H, W, 3), dtype=np.uint16)        # two random bytes -> triangular noise
     tri = (tri >> 8).astype(np.float32) + (tri & 255).astype(np.float32) - np.float32(255)
     x = x + np.float32(dom.noise / 255.0) * tri
-    rgb = np.clip(x * np.float32(255) + np.float32(0.5), 0, 255).astype(np.uint8)
-
-    # sensor
-    hole_p = hole_p.reshape(H, W)
-    if preset == "indoor":
-        lum = albedo[..., 0] * 0.3 + albedo[..., 1] * 0.59 + albedo[..., 2] * 0.11
-        valid = kinect_valid(depth, cos_view, lum, hole_p, cam.fx, sen)
-    else:
-        valid = lidar_valid(depth, cam.fx, cam.fy, cam.cy, hole_p, sen, scene.max_depth)
-    sensor = np.where(valid, depth, np.float32(0)).astype(np.float32)
-    return rgb, segm, depth, sensor
+    return np.clip(x * np.float32(255) + np.float32(0.5), 0, 255).astype(np.uint8)
 
 
 def _lighting(scene, preset, dom, px, py, pz, nx, ny, nz, pid, axis, prims):
