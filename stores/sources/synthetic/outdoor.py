@@ -49,13 +49,34 @@ def _tree(r, x, y, gid, prims):
 def outdoor_scene(r, size, intrinsics, max_depth=80.0) -> Scene:
     """One street scene (see the module docstring) with the camera 1.65 m up in the right-hand lane and a sun.
     r: geometry Generator; size (H, W); intrinsics (fx, fy, cx, cy); max_depth 80 m. Classes are KITTI-6 ids.
+    Draws from `r` in a fixed order: street, roadside (right, then left), traffic, camera and sun.
     """
     road = 6.5 + 5.5 * r.random()                 # road width (m)
     walk = (1.5 + 2.5 * r.random(), 1.5 + 2.5 * r.random())    # sidewalk widths, right (-y) and left (+y)
     lawn = (r.random() < 0.5, r.random() < 0.5)  # grass strip beyond each sidewalk
     yr, yl = -road / 2, road / 2
     far_r, far_l = yr - walk[0], yl + walk[1]
-    # ground strips: beyond-right | right walk | road | left walk | beyond-left
+    prims, kerb = _street(r, yr, yl, far_r, far_l, lawn)
+    gid = 4
+    for side, front in ((-1, far_r), (1, far_l)):
+        gid = _roadside(r, side, front, lawn, yr, yl, gid, prims)
+    feet = []
+    cy = _traffic(r, road, gid, prims, feet)
+    yaw = 0.12 * (r.random() - 0.5)
+    norm = math.sqrt(1.0 + yaw * yaw)
+    fx, fy, ccx, ccy = intrinsics
+    cam = Camera((0.0, cy, CAM_HEIGHT), (1.0 / norm, yaw / norm), fx, fy, ccx, ccy, size[0], size[1])
+    sx, sy = 2 * r.random() - 1, 2 * r.random() - 1
+    sz = 0.5 + 1.2 * r.random()
+    n = math.sqrt(sx * sx + sy * sy + sz * sz)
+    lights = [("sun", (sx / n, sy / n, sz / n), 1.0)]
+    return Scene(cam, prims, lights, max_depth, feet,
+                 {"camera_height": CAM_HEIGHT, "road": (yr, yl), "kerb": kerb, "sidewalks": (far_r, far_l)})
+
+
+def _street(r, yr, yl, far_r, far_l, lawn) -> tuple[list, float]:
+    """Ground strips (beyond-right | right walk | road | left walk | beyond-left) and the two raised
+    sidewalks; returns (prims, kerb height in metres)."""
     edges = (float("-inf"), far_r, yr, yl, far_l, float("inf"))
     beyond = [("vegetation", "grass") if g else ("sidewalk", "paving") for g in lawn]
     prims = [Prim(GROUND, edges, (), K[beyond[0][0]], beyond[0][1], 0),
@@ -66,42 +87,50 @@ def outdoor_scene(r, size, intrinsics, max_depth=80.0) -> Scene:
     kerb = 0.12 + 0.06 * r.random()
     prims.append(Prim(BOX, (-20.0, far_r, 0.0), (300.0, yr, kerb), K["sidewalk"], "paving", 1))
     prims.append(Prim(BOX, (-20.0, yl, 0.0), (300.0, far_l, kerb), K["sidewalk"], "paving", 1))
-    gid = 4
-    feet = []
-    for side, front in ((-1, far_r), (1, far_l)):
-        x = -10.0 - 10 * r.random()
-        park = r.random() < 0.25                  # a park: trees and hedges instead of buildings
-        setback = 0.0 if not lawn[side > 0] else 2.0 + 4.0 * r.random()
-        while x < 200.0:
-            w = 8.0 + 22.0 * r.random()
-            kind = r.random()
-            if not park and kind < 0.78:
-                depth, height = 10.0 + 10 * r.random(), 5.0 + 20.0 * r.random()
-                f = front + side * (setback + 1.5 * r.random() * (r.random() < 0.3))
-                y0, y1 = (f, f + depth) if side > 0 else (f - depth, f)
-                prims.append(Prim(BOX, (x, y0, 0.0), (x + w, y1, height), K["building"], "facade", gid))
-                gid += 1
-            else:
-                for _ in range(int(r.integers(1, 4))):
-                    tx = x + w * r.random()
-                    ty = front + side * (1.5 + 6.0 * r.random())
-                    gid = _tree(r, tx, ty, gid, prims)
-                if r.random() < 0.6:
-                    f = front + side * 0.3
-                    y0, y1 = (f, f + 0.8) if side > 0 else (f - 0.8, f)
-                    prims.append(Prim(BOX, (x, y0, 0.0), (x + w * 0.8, y1, 0.8 + 0.8 * r.random()),
-                                      K["vegetation"], "foliage", gid))
-                    gid += 1
-            x += w + (0.0 if r.random() < 0.6 else 2.0 + 8.0 * r.random())
-        # street trees on the sidewalk, poles (void)
-        for _ in range(int(r.integers(0, 6))):
-            gid = _tree(r, 5.0 + 60.0 * r.random(), front - side * 0.8, gid, prims)
-        for _ in range(int(r.integers(0, 4))):
-            px = 4.0 + 50.0 * r.random()
-            py = (yl if side > 0 else yr) + side * 0.4
-            prims.append(Prim(CYL, (px, py, 0.06), (0.0, 4.0 + 3.0 * r.random(), 0.0), VOID, "pole", gid))
+    return prims, kerb
+
+
+def _roadside(r, side: int, front: float, lawn, yr: float, yl: float, gid: int, prims: list) -> int:
+    """Buildings (or a park of trees and hedges) along one side (-1 right, +1 left) from x = -20 m to 200 m,
+    then street trees and poles on its sidewalk; appends to `prims`, returns the next group id."""
+    x = -10.0 - 10 * r.random()
+    park = r.random() < 0.25                  # a park: trees and hedges instead of buildings
+    setback = 0.0 if not lawn[side > 0] else 2.0 + 4.0 * r.random()
+    while x < 200.0:
+        w = 8.0 + 22.0 * r.random()
+        kind = r.random()
+        if not park and kind < 0.78:
+            depth, height = 10.0 + 10 * r.random(), 5.0 + 20.0 * r.random()
+            f = front + side * (setback + 1.5 * r.random() * (r.random() < 0.3))
+            y0, y1 = (f, f + depth) if side > 0 else (f - depth, f)
+            prims.append(Prim(BOX, (x, y0, 0.0), (x + w, y1, height), K["building"], "facade", gid))
             gid += 1
-    # parked cars along the kerbs of a wide road, a few driving ahead / oncoming; the ego lane stays clear
+        else:
+            for _ in range(int(r.integers(1, 4))):
+                tx = x + w * r.random()
+                ty = front + side * (1.5 + 6.0 * r.random())
+                gid = _tree(r, tx, ty, gid, prims)
+            if r.random() < 0.6:
+                f = front + side * 0.3
+                y0, y1 = (f, f + 0.8) if side > 0 else (f - 0.8, f)
+                prims.append(Prim(BOX, (x, y0, 0.0), (x + w * 0.8, y1, 0.8 + 0.8 * r.random()),
+                                  K["vegetation"], "foliage", gid))
+                gid += 1
+        x += w + (0.0 if r.random() < 0.6 else 2.0 + 8.0 * r.random())
+    # street trees on the sidewalk, poles (void)
+    for _ in range(int(r.integers(0, 6))):
+        gid = _tree(r, 5.0 + 60.0 * r.random(), front - side * 0.8, gid, prims)
+    for _ in range(int(r.integers(0, 4))):
+        px = 4.0 + 50.0 * r.random()
+        py = (yl if side > 0 else yr) + side * 0.4
+        prims.append(Prim(CYL, (px, py, 0.06), (0.0, 4.0 + 3.0 * r.random(), 0.0), VOID, "pole", gid))
+        gid += 1
+    return gid
+
+
+def _traffic(r, road: float, gid: int, prims: list, feet: list) -> float:
+    """Parked cars along the kerbs of a wide road and a few driving ahead / oncoming (their footprints
+    appended to `feet`); the ego lane stays clear. Returns the camera's lateral position y (m)."""
     parking = 2.1 if road > 9.0 else 0.0
     lane = (road / 2 - parking) / 2
     cy = -road / 2 + parking + lane + 0.3 * (r.random() - 0.5)
@@ -118,13 +147,4 @@ def outdoor_scene(r, size, intrinsics, max_depth=80.0) -> Scene:
         x = 9.0 + 50.0 * r.random()
         gid = _car(r, x, y, True, gid, prims)
         feet.append((x - 2.4, y - 1.0, x + 2.4, y + 1.0))
-    yaw = 0.12 * (r.random() - 0.5)
-    norm = math.sqrt(1.0 + yaw * yaw)
-    fx, fy, ccx, ccy = intrinsics
-    cam = Camera((0.0, cy, CAM_HEIGHT), (1.0 / norm, yaw / norm), fx, fy, ccx, ccy, size[0], size[1])
-    sx, sy = 2 * r.random() - 1, 2 * r.random() - 1
-    sz = 0.5 + 1.2 * r.random()
-    n = math.sqrt(sx * sx + sy * sy + sz * sz)
-    lights = [("sun", (sx / n, sy / n, sz / n), 1.0)]
-    return Scene(cam, prims, lights, max_depth, feet,
-                 {"camera_height": CAM_HEIGHT, "road": (yr, yl), "kerb": kerb, "sidewalks": (far_r, far_l)})
+    return cy
