@@ -96,7 +96,25 @@ def indoor_scene(r, size, intrinsics, max_depth=10.0) -> Scene:
     prims += [Prim(FACE, (), (), CLS["wall"], "wall", 0 if r.random() < 0.85 else 1) for _ in range(3)]
     prims += [Prim(FACE, (), (), CLS["floor"], "floor", 2), Prim(FACE, (), (), CLS["ceiling"], "ceiling", 3)]
     gid = 4
-    # camera: by a wall or in a corner, looking across the room at a point on the far side
+    cam, rects = _camera(r, W, D, intrinsics, size)
+    wall_used = {w: [] for w in range(4)}        # (u0, u1, z0, z1) per wall
+    lens = (D, D, W, W)
+    gid = _openings(r, kind, W, D, H, lens, rects, wall_used, prims, gid)
+    tables = []
+    for name, prob, most in ROOMS[kind]:
+        for _ in range(int(r.integers(1, most + 1)) if r.random() < prob else 0):
+            gid = _furnish(r, name, W, D, H, lens, rects, wall_used, tables, prims, gid)
+    gid = _wall_extras(r, kind, H, W, D, lens, wall_used, prims, gid)
+    lights = [("point", (W * (0.3 + 0.4 * r.random()), D * (0.3 + 0.4 * r.random()), H - 0.05), 1.0)]
+    if r.random() < 0.5:
+        lights.append(("point", (W * r.random(), D * r.random(), H - 0.05), 0.6))
+    foot = [rc for rc in rects[1:]]
+    return Scene(cam, prims, lights, max_depth, foot, {"camera_height": cam.pos[2], "room": (W, D, H), "type": kind})
+
+
+def _camera(r, W: float, D: float, intrinsics, size) -> tuple:
+    """A level camera by a wall or in a corner, looking across the room at a point on the far side;
+    returns (Camera, [its 0.9 m floor rectangle]) so furniture keeps clear of it."""
     cam_wall = int(r.integers(4))
     span = W if cam_wall >= 2 else D
     corner = r.random() < 0.5
@@ -112,10 +130,12 @@ def indoor_scene(r, size, intrinsics, max_depth=10.0) -> Scene:
     cz = 1.0 + 0.6 * r.random()
     fx, fy, ccx, ccy = intrinsics
     cam = Camera((cx, cy, cz), (vx / norm, vy / norm), fx, fy, ccx, ccy, size[0], size[1])
-    rects = [(cx - 0.45, cy - 0.45, cx + 0.45, cy + 0.45)]
-    wall_used = {w: [] for w in range(4)}        # (u0, u1, z0, z1) per wall
-    # door and windows
-    lens = (D, D, W, W)
+    return cam, [(cx - 0.45, cy - 0.45, cx + 0.45, cy + 0.45)]
+
+
+def _openings(r, kind: str, W, D, H, lens, rects, wall_used, prims, gid: int) -> int:
+    """One door and 0-2 windows (none required in a bathroom) on free wall spans, windows dressed with
+    curtains or blinds; returns the next group id."""
     for name in ["door"] + ["window"] * int(r.integers(0 if kind == "bathroom" else 1, 3)):
         for _ in range(10):
             wall = int(r.integers(4))
@@ -138,12 +158,12 @@ def indoor_scene(r, size, intrinsics, max_depth=10.0) -> Scene:
             else:
                 gid = _dressing(r, wall, u0, w, z0, z1, H, W, D, prims, gid, wall_used)
             break
-    # furniture
-    tables = []
-    for name, prob, most in ROOMS[kind]:
-        for _ in range(int(r.integers(1, most + 1)) if r.random() < prob else 0):
-            gid = _furnish(r, name, W, D, H, lens, rects, wall_used, tables, prims, gid)
-    # pictures, whiteboard, mirror, towel, shelf on free wall space
+    return gid
+
+
+def _wall_extras(r, kind: str, H, W, D, lens, wall_used, prims, gid: int) -> int:
+    """Pictures, a whiteboard (offices), a towel (bathrooms) and sometimes a mirror on free wall space;
+    returns the next group id."""
     extras = [("picture", "picture")] * int(r.integers(0, 4))
     if kind == "office" and r.random() < 0.6:
         extras.append(("whiteboard", "board"))
@@ -167,11 +187,7 @@ def indoor_scene(r, size, intrinsics, max_depth=10.0) -> Scene:
             prims.append(Prim(BOX, lo, hi, CLS[name], role, gid))
             gid += 1
             break
-    lights = [("point", (W * (0.3 + 0.4 * r.random()), D * (0.3 + 0.4 * r.random()), H - 0.05), 1.0)]
-    if r.random() < 0.5:
-        lights.append(("point", (W * r.random(), D * r.random(), H - 0.05), 0.6))
-    foot = [rc for rc in rects[1:]]
-    return Scene(cam, prims, lights, max_depth, foot, {"camera_height": cz, "room": (W, D, H), "type": kind})
+    return gid
 
 
 def _furnish(r, name, W, D, H, lens, rects, wall_used, tables, prims, gid):
