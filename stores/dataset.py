@@ -5,12 +5,14 @@ in each DataLoader worker at a fixed snapshot id, so every worker sees the same 
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from stores.errors import StoreError
-from stores.merge import MergePolicy, merge_targets
+from stores.merge import OBSERVED, MergePolicy, merge_targets
 
 
 class FrameDataset(Dataset):
@@ -71,3 +73,26 @@ def check_pseudo_compatible(store, name: str) -> None:
         raise StoreError(f"{store.path}: pseudo set {name!r} uses another class list than the store")
     if g.attrs.get("depth_unit", "m") != "m":
         raise StoreError(f"{store.path}: pseudo set {name!r} depth unit {g.attrs['depth_unit']!r} is not metres")
+
+
+def resolve_policy(policy: MergePolicy, store, indices, max_frames: int = 64, min_share: float = 0.01) -> MergePolicy:
+    """The policy with depth_classes="observed" replaced by the class ids that carry real depth in the data:
+    over up to `max_frames` frames of `indices` with both real annotations, the classes with valid real
+    depth on at least `min_share` of their pixels (a LiDAR never returns sky: sky gets no pseudo depth).
+    Any other policy comes back unchanged. Raises StoreError if no frame has both annotations."""
+    if policy.depth_classes != OBSERVED:
+        return policy
+    root = store.root
+    both = np.asarray(indices)[root["real/has_segm"][:][indices] & root["real/has_depth"][:][indices]]
+    if len(both) == 0:
+        raise StoreError(f"{store.path}: pseudo depth classes 'observed' needs frames with both real "
+                         f"segmentation and real depth; the training split has none")
+    picks = both[np.linspace(0, len(both) - 1, min(max_frames, len(both))).astype(int)]
+    pixels, with_depth = np.zeros(256, np.int64), np.zeros(256, np.int64)
+    for i in picks:
+        segm, depth = root["real/segm"][int(i)], root["real/depth"][int(i)]
+        pixels += np.bincount(segm.ravel(), minlength=256)
+        with_depth += np.bincount(segm[depth > 0].ravel(), minlength=256)
+    share = with_depth[:store.num_classes] / np.maximum(pixels[:store.num_classes], 1)
+    keep = tuple(int(c) for c in np.flatnonzero((share >= min_share) & (pixels[:store.num_classes] > 0)))
+    return replace(policy, depth_classes=keep)

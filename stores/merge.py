@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
+from scipy import ndimage
 
 from stores.errors import UserError
 
@@ -17,25 +18,54 @@ SRC_NONE, SRC_REAL, SRC_PSEUDO = 0, 1, 2
 
 @dataclass(frozen=True)
 class MergePolicy:
-    """How real and pseudo targets combine per pixel (see `merge_targets`); saved in every checkpoint.
+    """How real and pseudo targets merge, per pixel (recorded in every checkpoint).
 
-    Thresholds are probabilities 0..1, compared against confidences stored x255; UserError when outside [0, 1].
-    """
+    Segmentation: real label where annotated, else the teacher's label where its confidence (0..1) reaches
+    `segm_threshold`. Depth (metres): real depth where valid (unless `depth_override`), else the teacher's
+    depth where its confidence reaches `depth_threshold`, after these optional steps, in order:
+    - depth_classes: pseudo depth only on pixels whose merged class is listed (None: all classes); the
+      training loop fills it with the classes that carry real depth in the data (`--pseudo-depth-classes
+      observed`), so e.g. sky, which a LiDAR never returns, gets no invented depth;
+    - depth_anchor "scale": pseudo depth of a frame times median(real / pseudo) over the pixels where both
+      exist (at least `anchor_points`), the per-frame scale fit of the paper's KITTI hole filling;
+    - depth_consistency > 0: drop pseudo depth within `consistency_radius` pixels of a real pixel where the
+      (anchored) pseudo depth is off by more than this relative error;
+    - depth_max > 0: drop pseudo depth beyond this many metres.
+    Raises UserError for thresholds outside [0, 1] or an unknown anchor mode."""
     pseudo: str | None = None         # pseudo-label set name; None = real targets only
     segm_threshold: float = 0.5       # pseudo segm used where teacher confidence >= this (0..1)
     depth_threshold: float = 0.0      # pseudo depth used where its confidence >= this (0..1)
     depth_override: bool = False      # pseudo depth replaces valid (sparse) real depth too
     use_real: bool = True             # False: pseudo targets only (teacher-only regime)
+    depth_classes: tuple[int, ...] | str | None = None    # or "observed": resolved by the training loop
+    depth_anchor: str = "none"        # "none" | "scale"
+    anchor_points: int = 20
+    depth_consistency: float = 0.0    # relative error tolerance; 0 = no filter
+    consistency_radius: int = 4       # pixels
+    depth_max: float = 0.0            # metres; 0 = no cap
 
     def __post_init__(self):
         for name in ("segm_threshold", "depth_threshold"):
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
                 raise UserError(f"{name.replace('_', '-')} {v} outside [0, 1]")
+        if self.depth_anchor not in ANCHORS:
+            raise UserError(f"depth anchor {self.depth_anchor!r}: choose one of {list(ANCHORS)}")
+        if self.depth_classes is not None and self.depth_classes != OBSERVED:
+            if isinstance(self.depth_classes, str):
+                raise UserError(f"pseudo depth classes {self.depth_classes!r}: give class ids, None or {OBSERVED!r}")
+            object.__setattr__(self, "depth_classes", tuple(int(c) for c in self.depth_classes))
 
     def to_dict(self) -> dict:
-        """Plain dict of the fields, for checkpoints and commit metadata."""
-        return asdict(self)
+        """Plain dict of the fields (JSON-ready; depth_classes as a list or None)."""
+        d = asdict(self)
+        if isinstance(self.depth_classes, tuple):
+            d["depth_classes"] = list(self.depth_classes)
+        return d
+
+
+ANCHORS = ("none", "scale")
+OBSERVED = "observed"
 
 
 def merge_targets(real_segm: np.ndarray, real_depth: np.ndarray, policy: MergePolicy,
@@ -57,7 +87,7 @@ def merge_targets(real_segm: np.ndarray, real_depth: np.ndarray, policy: MergePo
         segm[take] = pseudo["segm"][take]
         segm_src[take] = SRC_PSEUDO
 
-        pd = pseudo["depth"].astype(np.float32)
+        pd = pseudo_depth(pseudo["depth"].astype(np.float32), real_depth, segm, policy)
         d_conf = pseudo.get("depth_conf")
         ok = pd > 0
         if d_conf is not None:
@@ -66,3 +96,35 @@ def merge_targets(real_segm: np.ndarray, real_depth: np.ndarray, policy: MergePo
         depth[take] = pd[take]
         depth_src[take] = SRC_PSEUDO
     return {"segm": segm, "depth": depth, "segm_src": segm_src, "depth_src": depth_src}
+
+
+def pseudo_depth(pd: np.ndarray, real: np.ndarray, segm: np.ndarray, policy: MergePolicy) -> np.ndarray:
+    """The teacher's depth (.., H, W) float32 metres (0 = none) after the policy's class filter, per-frame
+    scale anchoring to the real depth, consistency filter and range cap (see MergePolicy); same shape."""
+    pd = pd.copy()
+    if policy.depth_classes == OBSERVED:
+        raise ValueError("MergePolicy(depth_classes='observed') must be resolved first (stores.dataset.resolve_policy)")
+    if policy.depth_classes is not None:
+        pd[~np.isin(segm, policy.depth_classes)] = 0
+    if pd.ndim == 2:
+        pd = _anchor_and_filter(pd, real, policy)
+    else:
+        flat_pd, flat_real = pd.reshape(-1, *pd.shape[-2:]), real.reshape(-1, *real.shape[-2:])
+        pd = np.stack([_anchor_and_filter(p, r, policy) for p, r in zip(flat_pd, flat_real)]).reshape(pd.shape)
+    if policy.depth_max > 0:
+        pd[pd > policy.depth_max] = 0
+    return pd
+
+
+def _anchor_and_filter(pd: np.ndarray, real: np.ndarray, policy: MergePolicy) -> np.ndarray:
+    """One frame (H, W): scale anchoring, then the consistency filter."""
+    both = (pd > 0) & (real > 0)
+    if policy.depth_anchor == "scale" and both.sum() >= policy.anchor_points:
+        pd = pd * np.float32(np.median(real[both] / pd[both]))
+    if policy.depth_consistency > 0 and both.any():
+        rel = np.zeros(pd.shape, bool)
+        rel[both] = np.abs(pd[both] - real[both]) > policy.depth_consistency * real[both]
+        if rel.any():
+            size = 2 * policy.consistency_radius + 1
+            pd = np.where(ndimage.maximum_filter(rel, size=size), np.float32(0), pd)
+    return pd

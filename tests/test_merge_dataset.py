@@ -89,3 +89,55 @@ def test_pseudo_with_other_classes_refused(store):
         FrameDataset(s.path, s.snapshot_id, [0], MergePolicy(pseudo="other"))
     with pytest.raises(StoreError, match="no pseudo-label set 'missing'"):
         FrameDataset(s.path, s.snapshot_id, [0], MergePolicy(pseudo="missing"))
+
+
+def _lidar_frame():
+    """A 20x20 frame: classes 0 (ground, left half) and 1 (sky, right half); real depth on every 4th row of
+    the ground only; the teacher's depth is 2x the truth (10 m ground, 40 m sky)."""
+    segm = np.zeros((20, 20), np.uint8)
+    segm[:, 10:] = 1
+    real = np.zeros((20, 20), np.float32)
+    real[::4, :10] = 5.0
+    pseudo = {"segm": segm.copy(), "conf": np.full((20, 20), 255, np.uint8),
+              "depth": np.where(segm == 0, 10.0, 40.0).astype(np.float16)}
+    return np.full((20, 20), 255, np.uint8), real, pseudo
+
+
+def test_pseudo_depth_classes_anchor_consistency_and_cap():
+    real_segm, real, pseudo = _lidar_frame()
+    plain = merge_targets(real_segm, real, MergePolicy(pseudo="t"), pseudo)
+    assert plain["depth"][1, 0] == 10.0 and plain["depth"][1, 15] == 40.0       # holes filled as the teacher says
+    ground_only = merge_targets(real_segm, real, MergePolicy(pseudo="t", depth_classes=(0,)), pseudo)
+    assert ground_only["depth"][1, 15] == 0 and ground_only["depth"][1, 0] == 10.0
+    anchored = merge_targets(real_segm, real, MergePolicy(pseudo="t", depth_anchor="scale"), pseudo)
+    assert anchored["depth"][1, 0] == pytest.approx(5.0) and anchored["depth"][1, 15] == pytest.approx(20.0)
+    assert anchored["depth"][0, 0] == 5.0 and anchored["depth_src"][0, 0] == SRC_REAL   # real stays real
+    # without anchoring, the 2x teacher disagrees with every real pixel: near them nothing is filled
+    strict = merge_targets(real_segm, real, MergePolicy(pseudo="t", depth_consistency=0.25), pseudo)
+    assert strict["depth"][1, 0] == 0 and strict["depth"][1, 19] == 40.0        # far from real pixels: kept
+    ok = merge_targets(real_segm, real, MergePolicy(pseudo="t", depth_anchor="scale", depth_consistency=0.25), pseudo)
+    assert ok["depth"][1, 0] == pytest.approx(5.0)
+    capped = merge_targets(real_segm, real, MergePolicy(pseudo="t", depth_max=30.0), pseudo)
+    assert capped["depth"][1, 15] == 0 and capped["depth"][1, 0] == 10.0
+    with pytest.raises(UserError, match="depth anchor 'affine'"):
+        MergePolicy(depth_anchor="affine")
+
+
+def test_observed_depth_classes_come_from_the_data(empty_store):
+    from stores.dataset import resolve_policy
+    from stores.sources.base import Frame
+
+    real_segm, real, _ = _lidar_frame()
+    segm = np.zeros((H, W), np.uint8)
+    segm[:, W // 2:] = 1                                   # class 1 never has real depth
+    depth = np.zeros((H, W), np.float32)
+    depth[::4, :W // 2] = 5.0
+    with empty_store.append("lidar", {"kind": "ingest"}) as w:
+        for i in range(3):
+            w.add(Frame(rgb=np.zeros((H, W, 3), np.uint8), split="train", name=f"f{i}", segm=segm, depth=depth))
+    s = empty_store.reopen()
+    policy = resolve_policy(MergePolicy(pseudo="t", depth_classes="observed"), s, s.indices("train"))
+    assert policy.depth_classes == (0,) and policy.to_dict()["depth_classes"] == [0]
+    assert resolve_policy(MergePolicy(), s, s.indices("train")) == MergePolicy()
+    with pytest.raises(ValueError, match="resolved first"):
+        merge_targets(real_segm, real, MergePolicy(pseudo="t", depth_classes="observed"), _lidar_frame()[2])

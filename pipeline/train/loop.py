@@ -20,7 +20,7 @@ from pipeline.checkpoint import build_model, load_checkpoint, model_tasks, param
 from pipeline.runtime import json_safe, progress_bar, resolve_device
 from pipeline.train.config import TrainConfig, lr_factor
 from pipeline.train.data import AugmentedItems, RunSampler, make_loader
-from stores.dataset import FrameDataset
+from stores.dataset import FrameDataset, resolve_policy
 from stores.errors import UserError
 from stores.files import atomic_write
 from stores.repo import FrameStore
@@ -61,7 +61,8 @@ def open_data(cfg: TrainConfig, resume: dict | None) -> tuple[FrameStore, dict, 
     idx = np.concatenate([store.indices(s) for s in cfg.split.split(",")])
     if len(idx) == 0:
         raise UserError(f"{cfg.store}: no frames in split {cfg.split!r} at {cfg.ref}")
-    return store, arch, model_tasks(arch), FrameDataset(store.path, store.snapshot_id, idx, cfg.policy)
+    policy = resolve_policy(cfg.policy, store, idx)
+    return store, arch, model_tasks(arch), FrameDataset(store.path, store.snapshot_id, idx, policy)
 
 
 def build_run(cfg: TrainConfig, resume: dict | None) -> Run:
@@ -159,7 +160,7 @@ def save_checkpoint(run: Run, metrics: dict) -> None:
             "scheduler": {"kind": "step", "milestones": list(cfg.milestones), "gamma": cfg.gamma,
                           "total_steps": run.total},
             "step": run.step, "config": cfg.to_dict(), "arch": run.arch, "snapshot": run.store.snapshot_id,
-            "store": str(Path(cfg.store).resolve()), "merge_policy": cfg.policy.to_dict(),
+            "store": str(Path(cfg.store).resolve()), "merge_policy": run.data.policy.to_dict(),
             "classes": run.store.classes, "tasks": list(run.tasks), "rng": {"torch": torch.get_rng_state()},
             "metrics": metrics or {}}
     atomic_write(run.dir / "last.pt", lambda tmp: torch.save(ckpt, tmp))
@@ -240,13 +241,25 @@ def check_resumable(ckpt: dict, cfg: TrainConfig, path: Path) -> None:
     """A run resumes only with the settings it started with (stop_after, workers and device may differ);
     raises UserError naming the changed settings."""
     free = ("stop_after", "workers", "device")
-    defaults = TrainConfig(store=cfg.store).to_dict()       # settings added since the run started
-    old = {k: ckpt["config"].get(k, defaults[k]) for k in defaults if k not in free}
+    old = with_defaults(ckpt["config"], TrainConfig(store=cfg.store).to_dict())  # settings added since
+    old = {k: v for k, v in old.items() if k not in free}
     new = {k: v for k, v in cfg.to_dict().items() if k not in free}
     changed = sorted(k for k in new if old.get(k) != new[k] and k != "ref")
     if changed:
         raise UserError(f"{path}: run {cfg.run!r} exists with other settings ({', '.join(changed)}); "
                         f"use another --run name or the same settings to resume")
+
+
+def with_defaults(saved: dict, defaults: dict) -> dict:
+    """`saved` config dict with the keys it lacks (settings added after it was written) taken from
+    `defaults`, recursively through nested dicts (the merge policy, the augmentation)."""
+    out = dict(saved)
+    for k, v in defaults.items():
+        if k not in out:
+            out[k] = v
+        elif isinstance(v, dict) and isinstance(out[k], dict):
+            out[k] = with_defaults(out[k], v)
+    return out
 
 
 def tag_run(store: FrameStore, run: str) -> None:
