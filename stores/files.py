@@ -1,7 +1,8 @@
-"""Files written whole or not at all, and file digests: the one atomic writer of the project.
+"""Files written whole or not at all, file digests, and the one safe reader of torch files.
 
 Sits at the bottom of the flow (stores/ imports no model and no process), so every layer uses it: store
-sidecar files, training checkpoints (pipeline/train), teacher files (teachers/base), demo artefacts.
+sidecar files, training checkpoints (pipeline/train), teacher files (teachers/base), demo artefacts;
+`read_weights` is the only torch.load of the project (checkpoints, teacher files, encoder weights).
 """
 from __future__ import annotations
 
@@ -35,3 +36,53 @@ def sha256_file(path) -> str:
     """Hex sha256 of a file's bytes (hashlib.file_digest)."""
     with open(path, "rb") as f:
         return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def read_weights(path, what: str = "checkpoint"):
+    """The one reader of torch files (training checkpoints, teacher files, encoder weights): torch.load with
+    weights_only=True and map_location="cpu", so a file can never run code while it loads.
+
+    Returns whatever the file holds (tensors, dicts, lists, numbers, strings). Raises UserError naming the
+    file: missing, unreadable, or refused because its pickle names Python objects other than tensors and
+    plain containers (the refused globals are named; torch's advice to retry unsafely is never repeated)."""
+    import pickle
+    import re
+    import zipfile
+
+    import torch
+
+    from stores.errors import UserError
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such {what} file" if not path.exists() else f"{path}: not a file")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        refused = _refused_globals(path, e)
+        if refused:
+            raise UserError(f"{path}: refused to load: the {what} references the Python object(s) "
+                            f"{', '.join(refused)}; it may hold only tensors and plain containers") from None
+        reason = re.search(r"WeightsUnpickler error:\s*(.*?)\s*(\n|$)", str(e), re.S)
+        if "Weights only load failed" in str(e):
+            raise UserError(f"{path}: refused to load: this {what} is not only tensors and plain containers"
+                            + (f" ({reason.group(1).strip()})" if reason else "")) from None
+        raise UserError(f"{path}: unreadable {what} (not a file written by torch.save)") from None
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise UserError(f"{path}: unreadable {what} ({type(e).__name__}: {first[:200]})") from None
+
+
+def _refused_globals(path: Path, error: Exception) -> list[str]:
+    """The globals a weights_only load refuses: torch's own scan of the file, else the one in the error."""
+    import re
+
+    import torch
+
+    try:
+        found = list(torch.serialization.get_unsafe_globals_in_checkpoint(path))
+    except Exception:  # noqa: BLE001 - legacy (non-zip) files cannot be scanned; use the error text
+        found = []
+    if not found:
+        found = re.findall(r"GLOBAL ([\w.]+)", str(error))[:1]
+    return sorted(set(found))

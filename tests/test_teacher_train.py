@@ -12,7 +12,7 @@ from pipeline.cli import cli
 from stores.repo import FrameStore
 from teachers.archs import build_model
 from teachers.base import load_teacher
-from teachers.external import load_checkpoint
+from teachers.external import load_teacher_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +46,7 @@ def test_teacher_train_writes_a_loadable_teacher_that_learned(syn, tmp_path):
     assert teacher.num_classes == syn.num_classes == 40 and teacher.name == "teacher-segm-resnet38"
     pred = teacher.predict(syn.root["frames/rgb"][:4])
     assert pred["segm"].shape == (4, 32, 32) and pred["segm"].max() < 40
-    model, meta = load_checkpoint(out)
+    model, meta = load_teacher_checkpoint(out)
     assert meta["arch"]["width"] == 0.0625 and meta["trained_on"]["snapshot"] == syn.snapshot_id
     torch.manual_seed(123)
     untrained = build_model(meta["arch"])

@@ -88,7 +88,9 @@ def teacher_train(store, task, arch, width, units, no_dropout, encoder, pretrain
 @click.command()
 @click.argument("store", type=click.Path())
 @click.option("--teacher", "teachers", multiple=True, required=True, metavar="TASK=PATH",
-              help="segm=FILE and/or depth=FILE: a teacher file (.pt/.ts/.onnx) or module:function.")
+              help="segm=FILE and/or depth=FILE: a teacher file (.pt/.ts/.onnx; these never run code) or "
+                   "module:function, which IMPORTS AND RUNS that Python code in this process and in every "
+                   "labeling worker: only code you trust.")
 @click.option("--name", required=True, help="Pseudo-label set: writes pseudo/NAME/, tags label/NAME.")
 @click.option("--remap", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Ontology remap (JSON/TOML) from the segm teacher's classes to the store's.")
