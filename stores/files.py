@@ -6,22 +6,67 @@ sidecar files, training checkpoints (pipeline/train), teacher files (teachers/ba
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
+
+FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+READ_ONLY_ERRNOS = (errno.EACCES, errno.EPERM, errno.EROFS)
+# the same conditions as Rust (icechunk) words them inside its own error types
+_REASON_TEXTS = {"No space left on device": "disk full", "os error 28": "disk full",
+                 "Disk quota exceeded": "disk full", "Read-only file system": "read-only",
+                 "os error 30": "read-only", "Permission denied": "read-only", "os error 13": "read-only"}
+
+
+def storage_reason(error: BaseException) -> str | None:
+    """'disk full (...)' / 'read-only (...)' when `error` (or its cause) is the filesystem refusing a
+    write (ENOSPC, EDQUOT, EACCES, EPERM, EROFS, also as icechunk words them); None for anything else."""
+    seen = error
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in FULL_ERRNOS + READ_ONLY_ERRNOS:
+            kind = "disk full" if seen.errno in FULL_ERRNOS else "read-only"
+            return f"{kind} ({seen.strerror})"
+        for text, kind in _REASON_TEXTS.items():
+            if text in str(seen):
+                return f"{kind} ({text})"
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+@contextmanager
+def storage_errors(where, outcome: str = "nothing was committed; the store stays at its last version"):
+    """Turn the filesystem refusing a write inside the block into one UserError line
+    '{where}: disk full (...): {outcome}' (or read-only); other exceptions pass unchanged. Also catches
+    the Rust panics icechunk raises for such failures (they derive from BaseException)."""
+    from stores.errors import UserError
+
+    try:
+        yield
+    except (UserError, KeyboardInterrupt, SystemExit, GeneratorExit):
+        raise
+    except BaseException as e:  # noqa: BLE001 - pyo3 PanicException is a BaseException
+        reason = storage_reason(e)
+        if reason is None:
+            raise
+        raise UserError(f"{where}: {reason}: {outcome}") from None
 
 
 def atomic_write(path, write: Callable[[Path], None]) -> Path:
     """Call `write(tmp)` on a temporary sibling of `path`, then rename it over `path` (os.replace is atomic
     on POSIX): readers see the old file or the new one, never half of one. The temporary file is removed
-    if `write` raises. Returns `path` as a Path; creates missing parent folders."""
+    if `write` raises; a full or read-only disk is one UserError naming `path`. Returns `path` as a Path;
+    creates missing parent folders."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    with storage_errors(path.parent, f"{path.name} not written"):
+        path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        write(tmp)
-        os.replace(tmp, path)
+        with storage_errors(path, "not written (an earlier file there is kept)"):
+            write(tmp)
+            os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
     return path

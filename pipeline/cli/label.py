@@ -10,7 +10,7 @@ import click
 
 from pipeline.cli.train import build_config, loop_options, summarize_run
 from pipeline.train.teacher import train_teacher
-from pipeline.cli.util import echo_json, user_errors
+from pipeline.cli.util import BATCH, DeviceType, FiniteFloat, NameType, count, echo_json, user_errors, workers
 from stores.errors import UserError
 
 
@@ -52,7 +52,7 @@ def teacher_arch(store_path, ref, task, arch, width, units, no_dropout, encoder)
 @click.argument("store", type=click.Path())
 @click.option("--task", type=click.Choice(["segm", "depth"]), required=True)
 @click.option("--arch", type=click.Choice(["resnet38", "resnet38_depth", "lwrefinenet_depth"]), required=True)
-@click.option("--width", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+@click.option("--width", type=FiniteFloat(0, 16, min_open=True), default=1.0, show_default=True,
               help="Channel width multiplier (resnet38*; 1 = the published ResNet-38).")
 @click.option("--units", default=None, help="Residual units in B2..B5: N or four numbers (resnet38*; default 3,3,6,3).")
 @click.option("--no-dropout", is_flag=True, help="No B6/B7 dropout (resnet38*).")
@@ -91,23 +91,23 @@ def teacher_train(store, task, arch, width, units, no_dropout, encoder, pretrain
               help="segm=FILE and/or depth=FILE: a teacher file (.pt/.ts/.onnx; these never run code) or "
                    "module:function, which IMPORTS AND RUNS that Python code in this process and in every "
                    "labeling worker: only code you trust.")
-@click.option("--name", required=True, help="Pseudo-label set: writes pseudo/NAME/, tags label/NAME.")
+@click.option("--name", type=NameType(), required=True, help="Pseudo-label set: writes pseudo/NAME/, tags label/NAME.")
 @click.option("--remap", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Ontology remap (JSON/TOML) from the segm teacher's classes to the store's.")
 @click.option("--flip", is_flag=True, help="Horizontal-flip TTA; depth teachers also write depth_conf.")
 @click.option("--frames", type=click.Choice(["missing", "all"]), default="missing", show_default=True,
               help="missing: per task only frames without that real target; all: every frame.")
-@click.option("--workers", type=click.IntRange(min=1), default=None, help="LocalCluster worker processes [1].")
-@click.option("--threads-per-worker", type=click.IntRange(min=1), default=None,
+@click.option("--workers", type=workers(1), default=None, help="LocalCluster worker processes [1].")
+@click.option("--threads-per-worker", type=count(1, 64), default=None,
               help="Shards in progress per worker; its teacher runs one batch at a time, the others read/write [2].")
-@click.option("--torch-threads", type=click.IntRange(min=0), default=0, show_default=True,
+@click.option("--torch-threads", type=count(0, 1024), default=0, show_default=True,
               help="Torch threads per worker (0: cores / workers locally, torch's default remotely).")
 @click.option("--scheduler", default=None, help="Use a running dask scheduler, e.g. tcp://host:8786.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
-@click.option("--commit-every", type=click.IntRange(min=1), default=8, show_default=True, help="Shards per commit.")
+@click.option("--batch-size", type=BATCH, default=8, show_default=True)
+@click.option("--commit-every", type=count(1, 10**6), default=8, show_default=True, help="Shards per commit.")
 @click.option("--ref", default="main", show_default=True, help="Branch to label and commit on.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
-@click.option("--retries", type=click.IntRange(min=0), default=2, show_default=True,
+@click.option("--device", type=DeviceType(), default="auto", show_default=True, help="auto, cpu or cuda.")
+@click.option("--retries", type=count(0, 100), default=2, show_default=True,
               help="Extra attempts of a failing shard before it is reported missing.")
 @click.option("--overwrite", is_flag=True, help="Relabel a set that other teachers or settings made.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable summary.")

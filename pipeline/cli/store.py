@@ -48,7 +48,7 @@ def show(store, ref, as_json):
 @click.command()
 @click.argument("store")
 @click.option("--ref", default="main", show_default=True, help="Branch, tag or snapshot to start from.")
-@click.option("-n", "--limit", type=click.IntRange(min=1), default=None, help="Show at most N versions.")
+@click.option("-n", "--limit", type=click.IntRange(1, 10**9), default=None, help="Show at most N versions.")
 @click.option("--json", "as_json", is_flag=True)
 @user_errors
 def log(store, ref, limit, as_json):

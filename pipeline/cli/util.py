@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import functools
 import json
+import math
+import os
+import re
 import sys
 
 import click
@@ -26,12 +29,112 @@ def echo_json(obj) -> None:
     click.echo(json.dumps(obj, indent=2, default=str))
 
 
-def parse_size(text: str, what: str = "--size") -> tuple[int, int]:
-    """'640x480' (W x H, as people write it) -> (H, W)."""
+def parse_size(text: str, what: str = "--size", min_side: int = 8, max_side: int = 8192) -> tuple[int, int]:
+    """'640x480' (W x H, as people write it) -> (H, W); each side in [min_side, max_side] pixels.
+    Raises UserError naming `what` and the text otherwise."""
     try:
-        w, h = (int(v) for v in text.lower().split("x"))
+        w, h = (int(v) for v in text.strip().lower().split("x"))
     except ValueError:
         raise UserError(f"{what} {text!r}: expected WIDTHxHEIGHT, e.g. 640x480") from None
-    if w < 8 or h < 8:
-        raise UserError(f"{what} {text!r}: frames must be at least 8x8")
+    if not (min_side <= w <= max_side and min_side <= h <= max_side):
+        raise UserError(f"{what} {text!r}: width and height must be in {min_side}..{max_side} pixels")
     return h, w
+
+
+# ---- option types: every value a user can type is checked here, at parse time, before any side effect --
+MAX_SIDE = 8192            # pixels per frame side (a 8192x8192 RGB frame is 200 MB)
+MAX_BATCH = 1024           # images per batch (train, evaluate, label, bench)
+MAX_PIXELS_PER_BATCH = 64 * 640 * 480   # bench: batch x height x width
+
+
+class SizeType(click.ParamType):
+    """'WIDTHxHEIGHT' -> (H, W) in pixels, each side in [min_side, MAX_SIDE]."""
+    name = "WIDTHxHEIGHT"
+
+    def __init__(self, min_side: int = 8, max_side: int = MAX_SIDE):
+        self.min_side, self.max_side = min_side, max_side
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        try:
+            return parse_size(str(value), f"--{param.name}" if param else "size",
+                              min_side=self.min_side, max_side=self.max_side)
+        except UserError as e:
+            self.fail(str(e).split(": ", 1)[-1], param, ctx)
+
+
+class FiniteFloat(click.FloatRange):
+    """A float that is finite (no nan, inf) and inside the range; e.g. FiniteFloat(0, 1)."""
+    name = "finite float"
+
+    def convert(self, value, param, ctx):
+        rv = click.FLOAT.convert(value, param, ctx)
+        if not math.isfinite(rv):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return super().convert(rv, param, ctx)
+
+
+class DeviceType(click.ParamType):
+    """'auto' | 'cpu' | 'cuda' | 'cuda:N', checked against this machine by pipeline.runtime.resolve_device;
+    the text is passed on (each stage resolves it again)."""
+    name = "DEVICE"
+
+    def __init__(self, choices: tuple[str, ...] | None = None):
+        self.choices = choices
+
+    def convert(self, value, param, ctx):
+        from pipeline.runtime import resolve_device
+
+        text = str(value).strip().lower()
+        if self.choices and text.split(":")[0] not in self.choices:
+            self.fail(f"{value!r}: choose one of {', '.join(self.choices)}", param, ctx)
+        try:
+            resolve_device(text, f"--{param.name}" if param else "--device")
+        except UserError as e:
+            self.fail(str(e).split(" ", 2)[-1], param, ctx)
+        return text
+
+
+class OpsetType(click.ParamType):
+    """An ONNX opset that both the installed exporter (torch.onnx) and onnx support (17 at least)."""
+    name = "OPSET"
+
+    def convert(self, value, param, ctx):
+        lo, hi = 17, max_opset()
+        return click.IntRange(lo, hi).convert(value, param, ctx)
+
+
+def max_opset() -> int:
+    """The highest ONNX opset the installed torch.onnx exporter and onnx package both support."""
+    import onnx
+    from torch.onnx import _constants
+
+    return min(int(_constants.ONNX_MAX_OPSET), int(onnx.defs.onnx_opset_version()))
+
+
+class NameType(click.ParamType):
+    """A run / tag name: letters, digits and . _ @ / - (not first), no '..' and at most 100 characters."""
+    name = "NAME"
+
+    def convert(self, value, param, ctx):
+        text = str(value)
+        if (not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._@/-]{0,99}", text) or ".." in text
+                or text.endswith("/")):
+            self.fail(f"{text!r}: use letters, digits and . _ @ / - (not first), no '..'", param, ctx)
+        return text
+
+
+def count(lo: int = 0, hi: int = 10**9) -> click.IntRange:
+    """A whole number in [lo, hi]."""
+    return click.IntRange(lo, hi)
+
+
+def workers(lo: int = 0) -> click.IntRange:
+    """A number of worker processes: lo .. 4 x this machine's cores (at least 8)."""
+    return click.IntRange(lo, max(8, 4 * (os.cpu_count() or 1)))
+
+
+SEED = click.IntRange(0, 2**32 - 1)
+BATCH = click.IntRange(1, MAX_BATCH)
+THREADS = click.IntRange(1, 1024)
