@@ -4,6 +4,7 @@ Thin wrappers: parse options into a source config, open (or create) the store, r
 """
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import click
@@ -255,7 +256,9 @@ def synthetic(store, preset, frames, size, seed, style, segm_fraction, depth_fra
                           style=style, segm_fraction=parse_fractions(segm_fraction, "--segm-fraction"),
                           depth_fraction=parse_fractions(depth_fraction, "--depth-fraction"),
                           splits=split_fractions, sensor=not clean_depth)
-    s = open_or_create(store, classes=class_list_for(preset), frame_size=cfg.size, size_asked=cfg.size)
+    s = open_or_create(store, classes=class_list_for(preset), frame_size=cfg.size, size_asked=size)
+    if s.frame_size != cfg.size:          # no --size: an existing store renders at its own size
+        cfg = dataclasses.replace(cfg, size=s.frame_size)
     present = set(s.root["frames/name"][:].tolist())
     start = next((i for i in range(frames) if frame_name(cfg, i) not in present), frames)
     source = {"path": f"synthetic/{preset}", **{k: (list(v) if isinstance(v, tuple) else v)
