@@ -69,6 +69,8 @@ class FrameStore:
         self.path, self.repo, self.snapshot_id, self.ref = path, repo, snapshot_id, ref
         self.session = repo.readonly_session(snapshot_id=snapshot_id)
         self.root = zarr.open_group(self.session.store, mode="r")
+        _OPENED.pop((str(path), snapshot_id), None)
+        _OPENED[(str(path), snapshot_id)] = None        # most recent last (see opened_versions)
 
     # ---- opening -----------------------------------------------------------------------------
     @classmethod
@@ -261,6 +263,15 @@ class FrameStore:
         for dirpath, _, files in os.walk(self.path):
             total += sum(os.path.getsize(os.path.join(dirpath, f)) for f in files)
         return total
+
+
+_OPENED: dict[tuple[str, str], None] = {}
+
+
+def opened_versions() -> list[tuple[str, str]]:
+    """(store path, snapshot id) of every store version this process opened, oldest first: where
+    stores.verify looks for the damaged chunk behind a failed read."""
+    return list(_OPENED)
 
 
 def resolve_ref(repo: ic.Repository, ref: str, path) -> str:

@@ -18,7 +18,7 @@ from pipeline.ingest import open_or_create, run_ingest
 from stores.errors import StoreError, UserError
 from stores.repo import FrameStore
 from stores.sources.base import Frame, SkipLog
-from tests.conftest import CLASSES, H, W, ingest, random_frames, run_cli
+from conftest import CLASSES, H, W, ingest, random_frames, run_cli
 
 WORKER = str(Path(__file__).with_name("fault_worker.py"))
 

@@ -12,7 +12,7 @@ from pipeline.deploy.bench import read_student
 from stores.errors import UserError
 from stores.files import read_weights
 from teachers.base import load_teacher
-from tests.conftest import run_cli
+from conftest import run_cli
 
 
 class Evil:

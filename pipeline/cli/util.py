@@ -14,13 +14,21 @@ from stores.errors import UserError
 
 
 def user_errors(fn):
-    """Turn the project's user-facing exceptions into one clear line and exit code 1."""
+    """Turn the project's user-facing exceptions, and reads of a damaged store chunk, into one clear line
+    and exit code 1."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
         except UserError as e:
             click.echo(f"error: {e}", err=True)
+            sys.exit(1)
+        except Exception as e:  # a damaged chunk read anywhere: name the store, array and frame
+            from stores.verify import explain_corruption
+            message = explain_corruption(e)
+            if message is None:
+                raise
+            click.echo(f"error: {message}", err=True)
             sys.exit(1)
     return wrapper
 
