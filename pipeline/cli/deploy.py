@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from pipeline.cli.util import (BATCH, MAX_PIXELS_PER_BATCH, THREADS, DeviceType, FiniteFloat, OpsetType, SizeType,
-                               count, echo_json, user_errors)
+from pipeline.cli.util import (BATCH, MAX_PIXELS_PER_BATCH, STORE, THREADS, DeviceType, FiniteFloat, OpsetType,
+                               SizeType, count, echo_json, user_errors)
 from stores.errors import UserError
 
 
@@ -57,7 +57,7 @@ def predict(checkpoint, images, out, device, threads, depth_range, depth_format,
               help="Output ONNX file (the int8 model with --int8).")
 @click.option("--opset", type=OpsetType(), default=18, show_default=True, help="ONNX opset.")
 @click.option("--int8", is_flag=True, help="Static int8 quantisation (QDQ), calibrated on --calibrate frames.")
-@click.option("--calibrate", "calibrate", type=click.Path(), default=None,
+@click.option("--calibrate", "calibrate", type=STORE, default=None,
               help="Store whose frames calibrate the int8 model (frames of the target dataset).")
 @click.option("--calibrate-frames", type=count(1, 100_000), default=16, show_default=True,
               help="Number of calibration frames (evenly spread over the split).")

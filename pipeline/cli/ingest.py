@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from pipeline.cli.util import SEED, FiniteFloat, SizeType, count, echo_json, user_errors, workers
+from pipeline.cli.util import SEED, STORE, FiniteFloat, SizeType, count, echo_json, user_errors, workers
 from stores.classes import CLASS_LISTS, class_list, make_classes
 from stores.errors import UserError
 from stores.sources.base import SPLITS, SkipLog
@@ -106,7 +106,7 @@ def parse_classes(text: str) -> list[dict]:
 
 @ingest.command()
 @click.argument("path", type=click.Path(exists=True, file_okay=False))
-@click.argument("store", type=click.Path())
+@click.argument("store", type=STORE)
 @click.option("--segm", type=click.Path(exists=True, file_okay=False), help="Folder of label PNGs (same stems).")
 @click.option("--depth", type=click.Path(exists=True, file_okay=False),
               help="Folder of depth maps: 16-bit PNG (see --depth-scale) or .npy metres.")
@@ -148,7 +148,7 @@ def folder(path, store, segm, depth, depth_scale, label_format, colormap, color_
 
 @ingest.command()
 @click.argument("path", type=click.Path(exists=True))
-@click.argument("store", type=click.Path())
+@click.argument("store", type=STORE)
 @click.option("--train-list", type=click.Path(exists=True, dir_okay=False))
 @click.option("--test-list", type=click.Path(exists=True, dir_okay=False))
 @click.option("--splits", type=click.Path(exists=True, dir_okay=False), help="Official splits.mat (.mat input).")
@@ -180,7 +180,7 @@ def nyud(path, store, train_list, test_list, splits, mapping, unlisted, depth_sc
 
 @ingest.command()
 @click.argument("path", type=click.Path(exists=True, file_okay=False))
-@click.argument("store", type=click.Path())
+@click.argument("store", type=STORE)
 @click.option("--segm", type=click.Path(exists=True, file_okay=False), help="Colour-coded KITTI-6 labels.")
 @click.option("--depth", type=click.Path(exists=True, file_okay=False), help="uint16 depth PNGs (value / 256).")
 @click.option("--color-tolerance", type=click.IntRange(0, 255), default=0, show_default=True)
@@ -216,7 +216,7 @@ def parse_fractions(text: str, what: str):
 
 
 @ingest.command()
-@click.argument("store", type=click.Path())
+@click.argument("store", type=STORE)
 @click.option("--preset", type=click.Choice(["indoor", "outdoor"]), default="indoor", show_default=True,
               help="indoor: NYUDv2-like rooms, 40 classes; outdoor: KITTI-like streets, 6 classes.")
 @click.option("--frames", type=count(1, 10**7), default=200, show_default=True,

@@ -10,7 +10,8 @@ import click
 
 from pipeline.cli.train import build_config, loop_options, summarize_run
 from pipeline.train.teacher import train_teacher
-from pipeline.cli.util import BATCH, DeviceType, FiniteFloat, NameType, count, echo_json, user_errors, workers
+from pipeline.cli.util import (BATCH, STORE, DeviceType, FiniteFloat, NameType, count, echo_json, user_errors,
+                               workers)
 from stores.errors import UserError
 
 
@@ -49,7 +50,7 @@ def teacher_arch(store_path, ref, task, arch, width, units, no_dropout, encoder)
 
 
 @teacher.command("train")
-@click.argument("store", type=click.Path())
+@click.argument("store", type=STORE)
 @click.option("--task", type=click.Choice(["segm", "depth"]), required=True)
 @click.option("--arch", type=click.Choice(["resnet38", "resnet38_depth", "lwrefinenet_depth"]), required=True)
 @click.option("--width", type=FiniteFloat(0, 16, min_open=True), default=1.0, show_default=True,
@@ -86,7 +87,7 @@ def teacher_train(store, task, arch, width, units, no_dropout, encoder, pretrain
 
 # ---- label ----------------------------------------------------------------------------------------
 @click.command()
-@click.argument("store", type=click.Path())
+@click.argument("store", type=STORE)
 @click.option("--teacher", "teachers", multiple=True, required=True, metavar="TASK=PATH",
               help="segm=FILE and/or depth=FILE: a teacher file (.pt/.ts/.onnx; these never run code) or "
                    "module:function, which IMPORTS AND RUNS that Python code in this process and in every "
@@ -151,7 +152,7 @@ def label(store, teachers, name, remap, flip, frames, workers, threads_per_worke
 
 # ---- qa -------------------------------------------------------------------------------------------
 @click.command()
-@click.argument("store", type=click.Path())
+@click.argument("store", type=STORE)
 @click.option("--pseudo", required=True, help="Pseudo-label set to assess.")
 @click.option("--split", default=None, help="Only this split (default: all frames).")
 @click.option("--ref", default="main", show_default=True)

@@ -6,11 +6,11 @@ import sys
 
 import click
 
-from pipeline.cli.util import echo_json, user_errors
+from pipeline.cli.util import STORE, echo_json, user_errors
 
 
 @click.command()
-@click.argument("store")
+@click.argument("store", type=STORE)
 @click.option("--ref", default=None, help="Branch, tag or snapshot id (default: main).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @user_errors
@@ -49,7 +49,7 @@ def show(store, ref, as_json):
 
 
 @click.command()
-@click.argument("store")
+@click.argument("store", type=STORE)
 @click.option("--ref", default="main", show_default=True, help="Branch, tag or snapshot to start from.")
 @click.option("-n", "--limit", type=click.IntRange(1, 10**9), default=None, help="Show at most N versions.")
 @click.option("--json", "as_json", is_flag=True)
@@ -82,7 +82,7 @@ def log(store, ref, limit, as_json):
 
 
 @click.command()
-@click.argument("store")
+@click.argument("store", type=STORE)
 @click.argument("name")
 @click.option("--ref", default="main", show_default=True, help="Branch, tag or snapshot to tag.")
 @user_errors
@@ -100,7 +100,7 @@ def tag(store, name, ref):
 
 
 @click.command()
-@click.argument("store")
+@click.argument("store", type=STORE)
 @click.argument("from_ref")
 @click.argument("to_ref", default="main")
 @click.option("--json", "as_json", is_flag=True)
@@ -130,7 +130,7 @@ def diff(store, from_ref, to_ref, as_json):
 
 
 @click.command()
-@click.argument("store")
+@click.argument("store", type=STORE)
 @click.argument("ref")
 @click.option("--branch", default="main", show_default=True)
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
@@ -153,7 +153,7 @@ def reset(store, ref, branch, yes):
 
 
 @click.command()
-@click.argument("store")
+@click.argument("store", type=STORE)
 @click.option("--ref", default="main", show_default=True, help="Branch, tag or snapshot id to check.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable report.")
 @user_errors

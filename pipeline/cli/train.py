@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from pipeline.cli.util import (BATCH, SEED, DeviceType, FiniteFloat, NameType, SizeType, count, echo_json,
+from pipeline.cli.util import (BATCH, SEED, STORE, DeviceType, FiniteFloat, NameType, SizeType, count, echo_json,
                                user_errors, workers)
 
 
@@ -86,7 +86,7 @@ def summarize_run(result: dict) -> None:
 
 
 @click.command()
-@click.argument("store", type=click.Path())
+@click.argument("store", type=STORE)
 @merge_options
 @loop_options
 @click.option("--segm-weight", type=FiniteFloat(0, 1000), default=0.5, show_default=True)
@@ -117,7 +117,7 @@ def train(store, pseudo, segm_threshold, depth_threshold, depth_override, run, s
 
 
 @click.command()
-@click.argument("store", type=click.Path())
+@click.argument("store", type=STORE)
 @click.argument("checkpoint", type=click.Path())
 @click.option("--split", default="test", show_default=True)
 @click.option("--ref", default=None, help="Store version (default: the snapshot the run trained on's branch, main).")

@@ -146,3 +146,19 @@ def workers(lo: int = 0) -> click.IntRange:
 SEED = click.IntRange(0, 2**32 - 1)
 BATCH = click.IntRange(1, MAX_BATCH)
 THREADS = click.IntRange(1, 1024)
+
+
+class StorePathType(click.ParamType):
+    """A store folder path (need not exist yet): not empty, and not an existing file."""
+    name = "STORE"
+
+    def convert(self, value, param, ctx):
+        text = str(value)
+        if not text.strip():
+            self.fail("empty path: give the store's folder", param, ctx)
+        if os.path.exists(text) and not os.path.isdir(text):
+            self.fail(f"{text}: is a file, not a store folder", param, ctx)
+        return text
+
+
+STORE = StorePathType()
