@@ -125,7 +125,8 @@ class FrameStore:
             return cls(path, repo, sid, ref)
         except Exception as e:  # noqa: BLE001 - zarr / icechunk errors of a damaged store: one line
             raise StoreError(f"{path}: damaged store: no readable layout at {ref} ({type(e).__name__}; an "
-                             f"interrupted creation by an older version?): delete the folder and ingest again") from None
+                             f"interrupted creation by an older version?): delete the folder and ingest "
+                             f"again") from None
 
     @classmethod
     def exists(cls, path) -> bool:
@@ -245,17 +246,26 @@ class FrameStore:
         return old, sid
 
     def diff(self, from_ref: str, to_ref: str) -> dict:
+        """What changed from one version to a later one. StoreError if `to_ref` does not descend from
+        `from_ref` (icechunk diffs along history only); the same version twice is an empty diff."""
         a, b = self.resolve(from_ref), self.resolve(to_ref)
-        d = self.repo.diff(from_snapshot_id=a, to_snapshot_id=b)
+        if a == b:
+            d = None
+        elif a not in {s.id for s in self.repo.ancestry(snapshot_id=b)}:
+            raise StoreError(f"{self.path}: {to_ref!r} does not descend from {from_ref!r}; give the older "
+                             f"version first")
+        else:
+            d = self.repo.diff(from_snapshot_id=a, to_snapshot_id=b)
         old, new = FrameStore(self.path, self.repo, a, from_ref), FrameStore(self.path, self.repo, b, to_ref)
         return {
             "from": a, "to": b,
             "frames": {"from": old.num_frames, "to": new.num_frames},
             "pseudo_sets": {"added": sorted(set(new.pseudo_sets()) - set(old.pseudo_sets())),
                             "removed": sorted(set(old.pseudo_sets()) - set(new.pseudo_sets()))},
-            "new_arrays": sorted(d.new_arrays), "updated_arrays": sorted(d.updated_arrays),
-            "deleted_arrays": sorted(d.deleted_arrays),
-            "updated_chunks": {k: len(v) for k, v in sorted(d.updated_chunks.items())},
+            "new_arrays": sorted(d.new_arrays) if d else [],
+            "updated_arrays": sorted(d.updated_arrays) if d else [],
+            "deleted_arrays": sorted(d.deleted_arrays) if d else [],
+            "updated_chunks": {k: len(v) for k, v in sorted(d.updated_chunks.items())} if d else {},
         }
 
     def size_on_disk(self) -> int:

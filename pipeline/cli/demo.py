@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import click
 
-from pipeline.cli.util import SEED, DeviceType, SizeType, count, user_errors, workers
+from pipeline.cli.util import SEED, DeviceType, SizeType, count, out_folder, user_errors, workers
 
 
 @click.command()
-@click.option("--out", default="demo_out", show_default=True, type=click.Path(file_okay=False))
+@click.option("--out", default="demo_out", show_default=True, type=out_folder())
 @click.option("--preset", type=click.Choice(["indoor", "outdoor"]), default="outdoor", show_default=True,
               help="outdoor: KITTI-6 streets (6 classes, learnable in a CPU budget); indoor: NYUDv2-40 rooms.")
 @click.option("--size", type=SizeType(min_side=16, max_side=4096), default=None,

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import click
 
-from pipeline.cli.util import (BATCH, MAX_PIXELS_PER_BATCH, STORE, THREADS, DeviceType, FiniteFloat, OpsetType,
-                               SizeType, count, echo_json, user_errors)
+from pipeline.cli.util import (BATCH, MAX_PIXELS_PER_BATCH, REF, STORE, TEXT, THREADS, DeviceType,
+                               FiniteFloat, OpsetType, SizeType, count, echo_json, in_file, out_file,
+                               out_folder, user_errors)
 from stores.errors import UserError
 
 
 @click.command()
-@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.argument("checkpoint", type=in_file())
 @click.argument("images", nargs=-1, required=True, type=click.Path())
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Output directory.")
+@click.option("--out", required=True, type=out_folder(), help="Output directory.")
 @click.option("--device", type=DeviceType(), default="auto", show_default=True, help="auto, cpu, cuda, cuda:1...")
 @click.option("--threads", type=THREADS, default=None, help="CPU threads (default: torch's).")
 @click.option("--depth-range", nargs=2, type=FiniteFloat(0, 1e6), default=None, metavar="MIN MAX",
@@ -36,7 +37,8 @@ def predict(checkpoint, images, out, device, threads, depth_range, depth_format,
     from pipeline.runtime import progress_bar
 
     if depth_range and depth_range[0] >= depth_range[1]:
-        raise click.BadParameter(f"{depth_range[0]} {depth_range[1]}: need MIN < MAX", param_hint="'--depth-range'")
+        raise click.BadParameter(f"{depth_range[0]} {depth_range[1]}: need MIN < MAX",
+                                 param_hint="'--depth-range'")
 
     records = predict_files(checkpoint, images, out, device=device, threads=threads,
                             depth_range=tuple(depth_range) if depth_range else None, depth_format=depth_format,
@@ -52,8 +54,8 @@ def predict(checkpoint, images, out, device, threads, depth_range, depth_format,
 
 
 @click.command("export")
-@click.argument("checkpoint", type=click.Path(dir_okay=False))
-@click.option("--onnx", "onnx_path", required=True, type=click.Path(dir_okay=False),
+@click.argument("checkpoint", type=in_file())
+@click.option("--onnx", "onnx_path", required=True, type=out_file(),
               help="Output ONNX file (the int8 model with --int8).")
 @click.option("--opset", type=OpsetType(), default=18, show_default=True, help="ONNX opset.")
 @click.option("--int8", is_flag=True, help="Static int8 quantisation (QDQ), calibrated on --calibrate frames.")
@@ -61,9 +63,9 @@ def predict(checkpoint, images, out, device, threads, depth_range, depth_format,
               help="Store whose frames calibrate the int8 model (frames of the target dataset).")
 @click.option("--calibrate-frames", type=count(1, 100_000), default=16, show_default=True,
               help="Number of calibration frames (evenly spread over the split).")
-@click.option("--calibrate-split", default="train", show_default=True,
+@click.option("--calibrate-split", type=TEXT, default="train", show_default=True,
               help="Split to calibrate on (all frames if it is empty).")
-@click.option("--ref", default=None, help="Store version for --calibrate (default: main).")
+@click.option("--ref", type=REF, default=None, help="Store version for --calibrate (default: main).")
 @click.option("--threads", type=THREADS, default=None, help="CPU threads for the agreement check.")
 @click.option("--json", "as_json", is_flag=True)
 @user_errors
@@ -115,10 +117,11 @@ def export_cmd(checkpoint, onnx_path, opset, int8, calibrate, calibrate_frames, 
 
 
 @click.command()
-@click.argument("checkpoint", required=False, type=click.Path(dir_okay=False))
+@click.argument("checkpoint", required=False, type=in_file())
 @click.option("--classes", type=count(1, 255), default=40, show_default=True,
               help="Number of classes for random weights (ignored with CHECKPOINT).")
-@click.option("--size", type=SizeType(min_side=64), default="640x480", show_default=True, help="Input WIDTHxHEIGHT.")
+@click.option("--size", type=SizeType(min_side=64), default="640x480", show_default=True,
+              help="Input WIDTHxHEIGHT.")
 @click.option("--batch", type=BATCH, default=1, show_default=True)
 @click.option("--device", type=DeviceType(("cpu", "cuda")), default="cpu", show_default=True)
 @click.option("--threads", type=THREADS, default=2, show_default=True, help="CPU threads.")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from pipeline.cli.util import SEED, STORE, FiniteFloat, SizeType, count, echo_json, user_errors, workers
+from pipeline.cli.util import SEED, STORE, TEXT, FiniteFloat, SizeType, count, echo_json, user_errors, workers
 from stores.classes import CLASS_LISTS, class_list, make_classes
 from stores.errors import UserError
 from stores.sources.base import SPLITS, SkipLog
@@ -116,7 +116,7 @@ def parse_classes(text: str) -> list[dict]:
 @click.option("--colormap", type=click.Path(exists=True, dir_okay=False),
               help="JSON colour map for colour-coded labels (default: the store's class colours).")
 @click.option("--color-tolerance", type=click.IntRange(0, 255), default=0, show_default=True)
-@click.option("--classes", "classes_", default="nyud40", show_default=True,
+@click.option("--classes", "classes_", type=TEXT, default="nyud40", show_default=True,
               help="Class list of a NEW store: nyud40, kitti6, or a JSON file of names.")
 @click.option("--split", type=click.Choice(SPLITS), default="train", show_default=True)
 @click.option("--split-file", type=click.Path(exists=True, dir_okay=False), help='Lines "<stem> <split>".')
@@ -226,10 +226,10 @@ def parse_fractions(text: str, what: str):
 @click.option("--seed", type=SEED, default=0, show_default=True, help="World seed.")
 @click.option("--style", type=SEED, default=0, show_default=True,
               help="Appearance domain (textures, palettes, lighting).")
-@click.option("--segm-fraction", default="0.5", show_default=True,
+@click.option("--segm-fraction", type=TEXT, default="0.5", show_default=True,
               help="Share of train/val frames with segmentation: F or TRAIN,VAL.")
-@click.option("--depth-fraction", default="1.0", show_default=True, help="Same, for depth.")
-@click.option("--splits", default="0.7,0.1,0.1,0.1", show_default=True,
+@click.option("--depth-fraction", type=TEXT, default="1.0", show_default=True, help="Same, for depth.")
+@click.option("--splits", type=TEXT, default="0.7,0.1,0.1,0.1", show_default=True,
               help="Fractions of train,val,test,unlabeled frames (test always has both annotations).")
 @click.option("--clean-depth", is_flag=True, help="Store exact depth instead of the simulated sensor's.")
 @click.option("--workers", type=workers(1), default=2, show_default=True,

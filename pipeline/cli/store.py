@@ -6,12 +6,12 @@ import sys
 
 import click
 
-from pipeline.cli.util import STORE, echo_json, user_errors
+from pipeline.cli.util import REF, STORE, TEXT, NameType, echo_json, user_errors
 
 
 @click.command()
 @click.argument("store", type=STORE)
-@click.option("--ref", default=None, help="Branch, tag or snapshot id (default: main).")
+@click.option("--ref", type=REF, default=None, help="Branch, tag or snapshot id (default: main).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @user_errors
 def show(store, ref, as_json):
@@ -50,7 +50,7 @@ def show(store, ref, as_json):
 
 @click.command()
 @click.argument("store", type=STORE)
-@click.option("--ref", default="main", show_default=True, help="Branch, tag or snapshot to start from.")
+@click.option("--ref", type=REF, default="main", show_default=True, help="Branch, tag or snapshot to start from.")
 @click.option("-n", "--limit", type=click.IntRange(1, 10**9), default=None, help="Show at most N versions.")
 @click.option("--json", "as_json", is_flag=True)
 @user_errors
@@ -83,8 +83,8 @@ def log(store, ref, limit, as_json):
 
 @click.command()
 @click.argument("store", type=STORE)
-@click.argument("name")
-@click.option("--ref", default="main", show_default=True, help="Branch, tag or snapshot to tag.")
+@click.argument("name", type=NameType())
+@click.option("--ref", type=REF, default="main", show_default=True, help="Branch, tag or snapshot to tag.")
 @user_errors
 def tag(store, name, ref):
     """Name a store version so runs can refer to it.
@@ -101,8 +101,8 @@ def tag(store, name, ref):
 
 @click.command()
 @click.argument("store", type=STORE)
-@click.argument("from_ref")
-@click.argument("to_ref", default="main")
+@click.argument("from_ref", type=REF)
+@click.argument("to_ref", type=REF, default="main")
 @click.option("--json", "as_json", is_flag=True)
 @user_errors
 def diff(store, from_ref, to_ref, as_json):
@@ -131,8 +131,8 @@ def diff(store, from_ref, to_ref, as_json):
 
 @click.command()
 @click.argument("store", type=STORE)
-@click.argument("ref")
-@click.option("--branch", default="main", show_default=True)
+@click.argument("ref", type=REF)
+@click.option("--branch", type=REF, default="main", show_default=True)
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @user_errors
 def reset(store, ref, branch, yes):
@@ -154,7 +154,7 @@ def reset(store, ref, branch, yes):
 
 @click.command()
 @click.argument("store", type=STORE)
-@click.option("--ref", default="main", show_default=True, help="Branch, tag or snapshot id to check.")
+@click.option("--ref", type=REF, default="main", show_default=True, help="Branch, tag or snapshot id to check.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable report.")
 @user_errors
 def verify(store, ref, as_json):
@@ -183,9 +183,10 @@ def verify(store, ref, as_json):
     if report["damaged"]:
         sys.exit(1)
     if report["unverifiable"]:
-        click.echo(f"{store}: cannot be verified: {len(report['unverifiable'])} array(s) were written without "
-                   f"checksums ({', '.join(report['unverifiable'][:3])}{', ...' if len(report['unverifiable']) > 3 else ''}); "
-                   f"frames/rgb matches its content keys and every chunk decodes", err=True)
+        names = report["unverifiable"]
+        shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+        click.echo(f"{store}: cannot be verified: {len(names)} array(s) were written without checksums "
+                   f"({shown}); frames/rgb matches its content keys and every chunk decodes", err=True)
         sys.exit(2)
     if not as_json:
         click.echo("every chunk is intact (checksums match)")

@@ -162,3 +162,74 @@ class StorePathType(click.ParamType):
 
 
 STORE = StorePathType()
+
+
+class OutPath(click.Path):
+    """An output path (click.Path with its file / folder rules) that is not empty: '' would mean the
+    current folder."""
+
+    def convert(self, value, param, ctx):
+        if not str(value).strip():
+            self.fail("empty path", param, ctx)
+        return super().convert(value, param, ctx)
+
+
+def out_folder() -> OutPath:
+    """An output folder (created if missing; an existing file there is refused)."""
+    return OutPath(file_okay=False)
+
+
+def out_file() -> OutPath:
+    """An output file (an existing folder there is refused)."""
+    return OutPath(dir_okay=False)
+
+
+def in_file() -> click.Path:
+    """An existing, readable input file."""
+    return click.Path(exists=True, dir_okay=False, readable=True)
+
+
+class RefType(click.ParamType):
+    """A store version: a branch, tag or snapshot id (not empty; checked against the store when opened)."""
+    name = "REF"
+
+    def convert(self, value, param, ctx):
+        if not str(value).strip():
+            self.fail("empty: give a branch, tag or snapshot id", param, ctx)
+        return str(value)
+
+
+REF = RefType()
+
+
+class TextType(click.ParamType):
+    """Free text that must not be empty or blank (a split, a pseudo set, a class list, an encoder...)."""
+    name = "TEXT"
+
+    def convert(self, value, param, ctx):
+        if not str(value).strip():
+            self.fail("empty value", param, ctx)
+        return str(value)
+
+
+TEXT = TextType()
+
+
+class IntListType(click.ParamType):
+    """'N' or 'A,B,C,D': whole numbers in [lo, hi], as many as one of `lengths` -> tuple of ints."""
+    name = "N[,N...]"
+
+    def __init__(self, lengths=(1, 4), lo: int = 1, hi: int = 8):
+        self.lengths, self.lo, self.hi = tuple(lengths), lo, hi
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        try:
+            parts = tuple(int(v) for v in str(value).split(","))
+        except ValueError:
+            self.fail(f"{value!r}: expected {' or '.join(str(n) for n in self.lengths)} whole number(s)", param, ctx)
+        if len(parts) not in self.lengths or not all(self.lo <= p <= self.hi for p in parts):
+            self.fail(f"{value!r}: expected {' or '.join(str(n) for n in self.lengths)} whole number(s) in "
+                      f"{self.lo}..{self.hi}", param, ctx)
+        return parts
