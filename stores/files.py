@@ -102,6 +102,14 @@ def read_weights(path, what: str = "checkpoint"):
     if not path.is_file():
         raise UserError(f"{path}: no such {what} file" if not path.exists() else f"{path}: not a file")
     try:
+        with open(path, "rb") as f:
+            head = f.read(2)
+    except OSError as e:
+        raise UserError(f"{path}: unreadable {what} ({e.strerror})") from None
+    if not head or (head[:1] != b"\x80" and not zipfile.is_zipfile(path)):   # torch.save: a zip, or pickle 2+
+        why = "empty file" if not head else "not a file written by torch.save"
+        raise UserError(f"{path}: unreadable {what} ({why})")
+    try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         refused = _refused_globals(path, e)

@@ -60,7 +60,7 @@ def test_teacher_train_refuses_mismatched_options(syn, tmp_path):
     res = run(cli, ["teacher", "train", str(syn.path), "--task", "depth", "--arch", "resnet38"])
     assert res.exit_code == 1 and "is a segm network, not --task depth" in res.output
     res = run(cli, ["teacher", "train", str(syn.path), "--task", "segm", "--arch", "resnet38", "--units", "x"])
-    assert res.exit_code == 1 and "--units 'x'" in res.output
+    assert res.exit_code == 2 and "Invalid value for '--units': 'x'" in res.output
     res = run(cli, ["teacher", "train", str(syn.path), "--task", "depth", "--arch", "lwrefinenet_depth",
                     "--width", "0.5"])
     assert res.exit_code == 1 and "apply to the resnet38 teachers" in res.output

@@ -215,8 +215,8 @@ def test_entry_point_exception_is_one_line():
 
 @pytest.mark.parametrize("name, content, problem", [
     ("t.xyz", b"hello", "unknown teacher file type"),
-    ("t.pt", b"not a zip or pickle", "refused to load"),
-    ("t.pth", b"", "unreadable teacher file"),
+    ("t.pt", b"not a zip or pickle", "unreadable teacher file (not a file written by torch.save)"),
+    ("t.pth", b"", "unreadable teacher file (empty file)"),
     ("t.onnx", b"garbage", "unreadable ONNX"),
     ("t.ts", b"garbage", "unreadable TorchScript"),
 ])
