@@ -1,4 +1,5 @@
-"""Which network a training run builds and how checkpoints name it.
+"""Which network a training run builds, and the one place that reads student files: training
+checkpoints and local encoder weights, both through stores.files.read_weights (weights_only).
 
 `arch` is a plain dict saved in every checkpoint: {"name": "student", "num_classes": C} for the
 MT-LW-RefineNet student, or a teacher architecture dict (teachers.archs.arch_dict) for teachers.
@@ -7,20 +8,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 from torch import nn
 
 from stores.errors import UserError
+from stores.files import read_weights
+from student.encoder import WeightsError
 from student.model import build_student
 
 
 def build_model(arch: dict, *, encoder_weights: str | None = None, pretrained: bool = False) -> nn.Module:
-    """Freshly initialised network for an arch dict: the student for {"name": "student", "num_classes"}, else a
-    teacher architecture (teachers.archs). encoder_weights applies to the student only; for a teacher,
-    `pretrained` lets its config's own pretrained flag stand. UserError for an unknown teacher architecture.
-    """
+    """The network of `arch`; encoder_weights: a local MobileNet-v2 state dict file for the student's
+    encoder. Raises UserError naming the weights file if it is refused, unreadable or does not fit."""
     if arch["name"] == "student":
-        return build_student(arch["num_classes"], encoder_weights=encoder_weights, pretrained=pretrained)
+        try:
+            return build_student(arch["num_classes"], encoder_weights=read_encoder_weights(encoder_weights),
+                                 pretrained=pretrained, source=f"encoder weights {encoder_weights}")
+        except WeightsError as e:
+            raise UserError(str(e)) from None
     from teachers.archs import build_model as build_teacher
     return build_teacher(arch, source="arch", pretrained_ok=pretrained)
 
@@ -43,26 +47,36 @@ def param_groups(model: nn.Module, lr_encoder: float, lr_decoder: float) -> list
     ]
 
 
-def load_checkpoint(path) -> dict:
-    """A training checkpoint, loaded with weights_only=True (a checkpoint never runs code)."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: no such checkpoint")
+def read_encoder_weights(path) -> dict | None:
+    """A local encoder weights file -> its (unwrapped) state dict of tensors; None for None. UserError
+    naming the file when it is missing, refused (names the refused globals) or not a state dict."""
+    if path is None:
+        return None
+    from student.encoder import unwrap_state_dict
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise UserError(f"{path}: not a readable checkpoint ({type(e).__name__}: {str(e).splitlines()[0]})") from None
+        return unwrap_state_dict(read_weights(path, "encoder weights"), f"encoder weights {path}")
+    except WeightsError as e:
+        raise UserError(str(e)) from None
+
+
+def load_checkpoint(path) -> dict:
+    """A training checkpoint dict ({"model", "arch", "config", ...}), read by stores.files.read_weights
+    (weights_only: a checkpoint never runs code). UserError naming the file otherwise."""
+    path = Path(path)
+    ckpt = read_weights(path, "checkpoint")
     if not isinstance(ckpt, dict) or "model" not in ckpt or "arch" not in ckpt:
         raise UserError(f"{path}: not an mtdistill training checkpoint (no 'model'/'arch')")
     return ckpt
 
 
 def model_from_checkpoint(path_or_ckpt) -> tuple[nn.Module, dict]:
-    """(network in eval mode with the checkpoint's weights, checkpoint dict) from a path or an already loaded
-    checkpoint; UserError for a missing or unreadable file (see load_checkpoint), RuntimeError from
-    load_state_dict when the weights do not fit the arch.
-    """
+    """(network in eval mode, checkpoint dict) from a checkpoint path or an already-read checkpoint dict."""
     ckpt = path_or_ckpt if isinstance(path_or_ckpt, dict) else load_checkpoint(path_or_ckpt)
-    model = build_model(ckpt["arch"])
-    model.load_state_dict(ckpt["model"])
+    try:
+        model = build_model(ckpt["arch"])
+        model.load_state_dict(ckpt["model"])
+    except (RuntimeError, KeyError, TypeError, ValueError) as e:
+        where = "checkpoint" if isinstance(path_or_ckpt, dict) else str(path_or_ckpt)
+        raise UserError(f"{where}: weights do not fit {ckpt['arch'].get('name')!r} "
+                        f"({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
     return model.eval(), ckpt

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import sys
 from pathlib import Path
 
@@ -17,7 +18,8 @@ import numpy as np
 import zarr
 
 from stores.errors import StoreError
-from stores.lock import commit_lock
+from stores.files import storage_errors
+from stores.lock import CREATING_PREFIX, commit_lock, creation_lock
 from stores.schema import DEFAULT_SHARD_FRAMES, SPLIT_CODES, create_layout
 
 ic.set_logs_filter("error")
@@ -49,34 +51,65 @@ def base_metadata(kind: str, **extra) -> dict:
     return json.loads(json.dumps(md, default=str))  # plain JSON values only
 
 
+def _build_store(path: Path, *, name: str, classes: list[dict], frame_size, shard_frames: int) -> None:
+    """An icechunk repository at `path` (must not exist) with the store layout committed on main."""
+    repo = ic.Repository.create(ic.local_filesystem_storage(str(path)), config=_config())
+    repo.save_config()
+    session = repo.writable_session("main")
+    create_layout(zarr.open_group(session.store, mode="a"), name=name, classes=classes,
+                  frame_size=tuple(frame_size), shard_frames=shard_frames)
+    session.commit(f"create store {name!r}", metadata=base_metadata(
+        "create", name=name, frame_size=list(frame_size), classes=len(classes)))
+
+
 class FrameStore:
     """One dataset's store opened at a branch, tag or snapshot (read side); writers get sessions."""
+    created = False      # True on the object FrameStore.create returns for a store it made
 
     def __init__(self, path: Path, repo: ic.Repository, snapshot_id: str, ref: str):
         self.path, self.repo, self.snapshot_id, self.ref = path, repo, snapshot_id, ref
         self.session = repo.readonly_session(snapshot_id=snapshot_id)
         self.root = zarr.open_group(self.session.store, mode="r")
+        _OPENED.pop((str(path), snapshot_id), None)
+        _OPENED[(str(path), snapshot_id)] = None        # most recent last (see opened_versions)
 
     # ---- opening -----------------------------------------------------------------------------
     @classmethod
-    def create(cls, path, *, name: str, classes: list[dict], frame_size, shard_frames=DEFAULT_SHARD_FRAMES):
-        """New empty store (N = 0) at `path` on branch main, with one "create store" commit.
-
-        frame_size (H, W) is fixed for the store's life; shard_frames = frames per zarr shard. StoreError when
-        `path` exists and is not empty.
-        """
+    def create(cls, path, *, name: str, classes: list[dict], frame_size, shard_frames=DEFAULT_SHARD_FRAMES,
+               exist_ok: bool = False) -> "FrameStore":
+        """A new store with its layout commit, created atomically: built in a hidden sibling folder under
+        the parent folder's creation lock, then renamed into place (a killed creation leaves only that
+        sibling, removed by the next creation). exist_ok: a store that another process created meanwhile
+        is opened instead (the returned store's `created` is then False). Raises StoreError naming the path
+        if it is anything but a missing or empty folder, or the folder cannot be written."""
         path = Path(path)
-        if path.exists() and any(path.iterdir()):
-            raise StoreError(f"{path}: already exists and is not empty")
-        repo = ic.Repository.create(ic.local_filesystem_storage(str(path)), config=_config())
-        repo.save_config()
-        with commit_lock(path):
-            session = repo.writable_session("main")
-            create_layout(zarr.open_group(session.store, mode="a"), name=name, classes=classes,
-                          frame_size=tuple(frame_size), shard_frames=shard_frames)
-            sid = session.commit(f"create store {name!r}", metadata=base_metadata(
-                "create", name=name, frame_size=list(frame_size), classes=len(classes)))
-        return cls(path, repo, sid, "main")
+        with storage_errors(path, "nothing was created"), creation_lock(path):
+            if exist_ok and cls.exists(path):
+                return cls.open(path)
+            if path.exists() and (not path.is_dir() or any(path.iterdir())):
+                raise StoreError(f"{path}: already exists and is not empty")
+            tmp = path.with_name(f"{CREATING_PREFIX}{path.name}.{os.getpid()}")
+            try:
+                os.mkdir(tmp)
+                _build_store(tmp, name=name, classes=classes, frame_size=frame_size, shard_frames=shard_frames)
+                os.rename(tmp, path)             # atomic; replaces an empty folder
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+        store = cls.open(path)
+        store.created = True
+        return store
+
+    def discard_if_unused(self) -> bool:
+        """Remove a store this process created whose only version is still the creation (a failed first
+        ingest leaves no new store); True if removed. Nothing is removed once anything else was written."""
+        from stores.lock import append_lock
+        with creation_lock(self.path), append_lock(self.path), commit_lock(self.path):
+            snaps = list(self.repo.ancestry(branch="main"))
+            if (set(self.repo.list_branches()) != {"main"} or self.repo.list_tags()
+                    or snaps[0].id != self.snapshot_id or len(snaps) > 2):
+                return False
+            shutil.rmtree(self.path)
+        return True
 
     @classmethod
     def open(cls, path, ref: str | None = None) -> "FrameStore":
@@ -92,7 +125,13 @@ class FrameStore:
         except Exception as e:  # icechunk raises its own error types; the user needs one line
             raise StoreError(f"{path}: cannot open store: {e}") from None
         ref = ref or "main"
-        return cls(path, repo, resolve_ref(repo, ref, path), ref)
+        sid = resolve_ref(repo, ref, path)
+        try:
+            return cls(path, repo, sid, ref)
+        except Exception as e:  # noqa: BLE001 - zarr / icechunk errors of a damaged store: one line
+            raise StoreError(f"{path}: damaged store: no readable layout at {ref} ({type(e).__name__}; an "
+                             f"interrupted creation by an older version?): delete the folder and ingest "
+                             f"again") from None
 
     @classmethod
     def exists(cls, path) -> bool:
@@ -173,7 +212,7 @@ class FrameStore:
 
     def commit(self, session: ic.Session, message: str, metadata: dict) -> str:
         """Commit under the store's lock; rebases over commits that touched other arrays."""
-        with commit_lock(self.path):
+        with storage_errors(self.path), commit_lock(self.path):
             try:
                 return session.commit(message, metadata=metadata, rebase_with=ic.BasicConflictSolver())
             except ic.RebaseFailedError as e:
@@ -218,7 +257,7 @@ class FrameStore:
         sid = self.resolve(ref or self.ref)
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._@/-]*", name):
             raise StoreError(f"tag name {name!r}: use letters, digits and . _ @ / - (not first)")
-        with commit_lock(self.path):
+        with storage_errors(self.path, f"tag {name!r} not made"), commit_lock(self.path):
             if _tag_ref(name) in self.repo.list_tags():
                 raise StoreError(f"{self.path}: tag {name!r} already exists")
             self.repo.create_tag(_tag_ref(name), sid)
@@ -227,7 +266,7 @@ class FrameStore:
     def reset(self, branch: str, ref: str) -> tuple[str, str]:
         """Point `branch` at an earlier snapshot; returns (old, new) snapshot ids."""
         sid = self.resolve(ref)
-        with commit_lock(self.path):
+        with storage_errors(self.path, f"branch {branch!r} not moved"), commit_lock(self.path):
             if branch not in self.repo.list_branches():
                 raise StoreError(f"{self.path}: no branch {branch!r}")
             old = self.repo.lookup_branch(branch)
@@ -238,20 +277,26 @@ class FrameStore:
         return old, sid
 
     def diff(self, from_ref: str, to_ref: str) -> dict:
-        """What changed between two refs: snapshot ids, frame counts, pseudo sets added/removed, arrays
-        new/updated/deleted and updated chunk counts per array (icechunk's diff). StoreError for an unknown ref.
-        """
+        """What changed from one version to a later one. StoreError if `to_ref` does not descend from
+        `from_ref` (icechunk diffs along history only); the same version twice is an empty diff."""
         a, b = self.resolve(from_ref), self.resolve(to_ref)
-        d = self.repo.diff(from_snapshot_id=a, to_snapshot_id=b)
+        if a == b:
+            d = None
+        elif a not in {s.id for s in self.repo.ancestry(snapshot_id=b)}:
+            raise StoreError(f"{self.path}: {to_ref!r} does not descend from {from_ref!r}; give the older "
+                             f"version first")
+        else:
+            d = self.repo.diff(from_snapshot_id=a, to_snapshot_id=b)
         old, new = FrameStore(self.path, self.repo, a, from_ref), FrameStore(self.path, self.repo, b, to_ref)
         return {
             "from": a, "to": b,
             "frames": {"from": old.num_frames, "to": new.num_frames},
             "pseudo_sets": {"added": sorted(set(new.pseudo_sets()) - set(old.pseudo_sets())),
                             "removed": sorted(set(old.pseudo_sets()) - set(new.pseudo_sets()))},
-            "new_arrays": sorted(d.new_arrays), "updated_arrays": sorted(d.updated_arrays),
-            "deleted_arrays": sorted(d.deleted_arrays),
-            "updated_chunks": {k: len(v) for k, v in sorted(d.updated_chunks.items())},
+            "new_arrays": sorted(d.new_arrays) if d else [],
+            "updated_arrays": sorted(d.updated_arrays) if d else [],
+            "deleted_arrays": sorted(d.deleted_arrays) if d else [],
+            "updated_chunks": {k: len(v) for k, v in sorted(d.updated_chunks.items())} if d else {},
         }
 
     def size_on_disk(self) -> int:
@@ -260,6 +305,15 @@ class FrameStore:
         for dirpath, _, files in os.walk(self.path):
             total += sum(os.path.getsize(os.path.join(dirpath, f)) for f in files)
         return total
+
+
+_OPENED: dict[tuple[str, str], None] = {}
+
+
+def opened_versions() -> list[tuple[str, str]]:
+    """(store path, snapshot id) of every store version this process opened, oldest first: where
+    stores.verify looks for the damaged chunk behind a failed read."""
+    return list(_OPENED)
 
 
 def resolve_ref(repo: ic.Repository, ref: str, path) -> str:

@@ -9,15 +9,25 @@ import hashlib
 
 import numpy as np
 import zarr
-from zarr.codecs import BloscCodec, BloscShuffle, ZstdCodec
+from zarr.codecs import BloscCodec, BloscShuffle, Crc32cCodec, ZstdCodec
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2          # 2: every chunk carries a crc32c checksum (1: none; still read)
 DEFAULT_SHARD_FRAMES = 32
 SPLITS = ("train", "val", "test", "unlabeled")     # the one split list; stored as its index (uint8)
 SPLIT_CODES = {name: code for code, name in enumerate(SPLITS)}
 SPLIT_NAMES = {v: k for k, v in SPLIT_CODES.items()}
 KEY_BYTES = 16
 TABLE_CHUNK = 4096          # 1-D per-frame tables (split, key, name, flags)
+
+# every chunk ends in a crc32c of its compressed bytes: a damaged chunk fails to read (stores/verify.py)
+CHECKSUMS = True            # False only to build schema-1 stores in tests
+
+
+def _codecs(*compressors):
+    """The bytes-to-bytes codecs of a chunk: `compressors`, then a crc32c of the result (None: raw)."""
+    out = (*compressors, Crc32cCodec()) if CHECKSUMS else compressors
+    return out or None
+
 
 _ZSTD = ZstdCodec(level=3)
 _FLOAT = BloscCodec(cname="zstd", clevel=3, shuffle=BloscShuffle.shuffle)
@@ -61,9 +71,9 @@ def create_array(group: zarr.Group, path: str, dtype, fill, trailing: tuple, sha
         codec = _FLOAT if np.dtype(dtype).kind == "f" else _ZSTD
         return group.create_array(
             path, shape=(n, *trailing), chunks=(1, *trailing), shards=(shard_frames, *trailing),
-            dtype=dtype, fill_value=fill, compressors=codec)
+            dtype=dtype, fill_value=fill, compressors=_codecs(codec))
     return group.create_array(path, shape=(n,), chunks=(TABLE_CHUNK,), dtype=dtype, fill_value=fill,
-                              compressors=None if dtype is str else _ZSTD)
+                              compressors=_codecs() if dtype is str else _codecs(_ZSTD))
 
 
 def create_layout(root: zarr.Group, *, name: str, classes: list[dict], frame_size, shard_frames: int):
@@ -77,7 +87,7 @@ def create_layout(root: zarr.Group, *, name: str, classes: list[dict], frame_siz
     for path, (dtype, fill, kind) in FRAME_ARRAYS.items():
         if kind == "key":
             root.create_array(path, shape=(0, KEY_BYTES), chunks=(TABLE_CHUNK, KEY_BYTES), dtype=dtype,
-                              fill_value=fill, compressors=None)
+                              fill_value=fill, compressors=_codecs())
         else:
             create_array(root, path, dtype, fill, shapes[kind], shard_frames)
     root.require_group("pseudo")
@@ -91,5 +101,6 @@ def create_pseudo(root: zarr.Group, name: str, n: int, attrs: dict) -> zarr.Grou
     g.attrs.update(attrs)
     for key, (dtype, fill) in PSEUDO_ARRAYS.items():
         create_array(g, key, dtype, fill, (h, w), s, n)
-    g.create_array("done", shape=(-(-n // s),), chunks=(TABLE_CHUNK,), dtype="bool", fill_value=False)
+    g.create_array("done", shape=(-(-n // s),), chunks=(TABLE_CHUNK,), dtype="bool", fill_value=False,
+                   compressors=_codecs(_ZSTD))
     return g

@@ -6,8 +6,6 @@ taps, so the stem and the seven block groups are run here by hand.
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import timm
 import torch
 from torch import nn
@@ -31,14 +29,14 @@ class MobileNetV2Encoder(nn.Module):
     out_channels: tuple[int, ...] = (16, 24, 32, 64, 96, 160, 320)
     reductions: tuple[int, ...] = (2, 4, 8, 16, 16, 32, 32)
 
-    def __init__(self, pretrained: bool = False, weights: str | Path | None = None):
+    def __init__(self, pretrained: bool = False, weights: dict | None = None, source: str = "encoder weights"):
         super().__init__()
         net = timm.create_model("mobilenetv2_100", pretrained=pretrained)
         self.conv_stem = net.conv_stem  # 3 -> 32, stride 2
         self.bn1 = net.bn1              # BN + ReLU6
         self.blocks = net.blocks        # 7 inverted-residual groups
         if weights is not None:
-            load_encoder_weights(self, weights)
+            load_encoder_weights(self, weights, source)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         """float32 (B,3,H,W) normalised RGB -> 7 taps (B,C_i,ceil(H/r_i),ceil(W/r_i)), C_i = out_channels,
@@ -52,29 +50,22 @@ class MobileNetV2Encoder(nn.Module):
         return taps
 
 
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Load a state dict saved with torch.save (weights only); unwrap {"state_dict": ...} / {"model": ...}.
-    WeightsError naming the file when it is missing, unreadable or not a dict of tensors."""
-    path = Path(path)
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise WeightsError(f"encoder weights {path}: file not found") from None
-    except Exception as e:  # noqa: BLE001 - any unreadable file is the user's file
-        raise WeightsError(f"encoder weights {path}: cannot read ({type(e).__name__}: {e})") from None
+def unwrap_state_dict(obj, source: str = "encoder weights") -> dict[str, torch.Tensor]:
+    """An already-read weights object -> its state dict: unwraps {"state_dict": ...} / {"model": ...}.
+    Raises WeightsError naming `source` if the result is not a dict of tensors."""
     for key in NESTED_KEYS:
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
             break
-    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise WeightsError(f"encoder weights {path}: not a state dict of tensors")
+    if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise WeightsError(f"{source}: not a state dict of tensors")
     return obj
 
 
-def load_encoder_weights(encoder: MobileNetV2Encoder, path: str | Path) -> None:
-    """Copy a timm MobileNet-v2 state dict into `encoder`; head keys are ignored, anything else must match:
-    WeightsError listing missing, unexpected and wrong-shape keys otherwise."""
-    state = {k: v for k, v in read_state_dict(path).items() if not k.startswith(HEAD_PREFIXES)}
+def load_encoder_weights(encoder: MobileNetV2Encoder, weights, source: str = "encoder weights") -> None:
+    """Copy a timm MobileNet-v2 state dict (already read; may be nested, see unwrap_state_dict) into
+    `encoder`; head keys are ignored, anything else must match. Raises WeightsError naming `source`."""
+    state = {k: v for k, v in unwrap_state_dict(weights, source).items() if not k.startswith(HEAD_PREFIXES)}
     own = encoder.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
@@ -85,5 +76,5 @@ def load_encoder_weights(encoder: MobileNetV2Encoder, path: str | Path) -> None:
             shown = ", ".join(keys[:3]) + (f" (+{len(keys) - 3} more)" if len(keys) > 3 else "")
             problems.append(f"{len(keys)} {what} keys: {shown}")
     if problems:
-        raise WeightsError(f"encoder weights {path} do not fit mobilenetv2_100: " + "; ".join(problems))
+        raise WeightsError(f"{source} do not fit mobilenetv2_100: " + "; ".join(problems))
     encoder.load_state_dict(state, strict=True)

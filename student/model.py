@@ -6,8 +6,6 @@ losses, metrics and predictions upsample them outside the network.
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 from torch import nn
 
@@ -62,14 +60,14 @@ class MTLWRefineNet(nn.Module):
         return {task: head(feature) for task, head in self.heads.items()}
 
 
-def build_student(num_classes: int, encoder_weights: str | Path | None = None,
-                  pretrained: bool = False) -> MTLWRefineNet:
-    """The paper's student. encoder_weights: a local timm MobileNet-v2 state dict (ImageNet weights);
-    pretrained=True asks timm to download them instead (needs network access). ValueError if num_classes < 1;
-    WeightsError if the weights file is unreadable or does not fit."""
+def build_student(num_classes: int, encoder_weights: dict | None = None, pretrained: bool = False,
+                  source: str = "encoder weights") -> MTLWRefineNet:
+    """The paper's student. encoder_weights: an already-read timm MobileNet-v2 state dict (ImageNet weights;
+    the student reads no files: pipeline/checkpoint.py does); pretrained=True asks timm to download them
+    instead (needs network access). Raises WeightsError (naming `source`) if the weights do not fit."""
     if num_classes < 1:
         raise ValueError(f"num_classes must be >= 1, got {num_classes}")
-    encoder = MobileNetV2Encoder(pretrained=pretrained, weights=encoder_weights)
+    encoder = MobileNetV2Encoder(pretrained=pretrained, weights=encoder_weights, source=source)
     return MTLWRefineNet(num_classes, encoder)
 
 

@@ -1,7 +1,7 @@
 """Our own teacher architectures by name, and their configs as plain dicts (the checkpoint's "arch").
 
 Sits between the teacher networks (resnet38.py, depth.py) and the code that saves/loads them
-(base.save_teacher, external.load_checkpoint, `mtdistill teacher train`). A checkpoint stores
+(base.save_teacher, external.load_teacher_checkpoint, `mtdistill teacher train`). A checkpoint stores
 `{"name": <key of ARCHS>, **config fields}`; `build_model` turns that dict back into a module.
 """
 from __future__ import annotations

@@ -190,7 +190,7 @@ def _open_spec(spec: str, task: str, device, weights) -> tuple[object, dict]:
         kind = external.file_kind(path)
         meta = {"name": path.stem, "version": sha256_file(path)}
         if kind == "checkpoint":
-            model, ckpt = external.load_checkpoint(path)
+            model, ckpt = external.load_teacher_checkpoint(path)
             if ckpt["task"] != task:
                 raise UserError(f"{path}: is a {ckpt['task']} teacher, asked for {task}")
             meta.update({k: ckpt[k] for k in ("norm", "classes") if ckpt.get(k) is not None})

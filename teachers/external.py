@@ -1,16 +1,16 @@
 """Teacher files: our own checkpoints, TorchScript, ONNX, and `module:function` entry points.
 
 Sits under base.load_teacher (which picks one of these by file type) and above the networks. Security:
-our own .pt/.pth checkpoints load ONLY through torch.load(weights_only=True), so a teacher file can
+our own .pt/.pth checkpoints load ONLY through stores.files.read_weights (weights_only), so a teacher file can
 never run code on load; anything else in the pickle is refused with a UserError. TorchScript archives
 (torch.jit.load) and ONNX graphs (ONNX Runtime) carry no pickled Python objects. An entry point runs
-the user's own code by design: it is a Python import the user names explicitly.
+the user's own code by design: it is a Python import the user names explicitly, run in the client and
+in every labeling worker (only code you trust); an exception from it becomes one UserError line.
 """
 from __future__ import annotations
 
 import hashlib
 import importlib
-import pickle
 import re
 import warnings
 import zipfile
@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from stores.errors import UserError
+from stores.files import read_weights
 from teachers.archs import arch_task, build_model
 
 ENTRY_POINT = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
@@ -63,22 +64,10 @@ def file_kind(path: Path) -> str:
     return kind
 
 
-def safe_torch_load(path: Path):
-    """torch.load(weights_only=True): tensors and plain containers only; a pickle that names any other
-    Python object (the way a pickle runs code) is refused before anything is called. UserError naming the
-    file when refused or unreadable."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
-        if found:
-            raise UserError(f"{path}: refused to load: it references the Python object {found.group(1)}; teacher "
-                            f"files may hold only tensors and plain containers (weights_only load)") from None
-        reason = re.search(r"WeightsUnpickler error:\s*(.*?)\s*(\n|$)", str(e), re.S)
-        raise UserError(f"{path}: refused to load: not a weights_only checkpoint of tensors and plain "
-                        f"containers ({reason.group(1).strip() if reason else type(e).__name__})") from None
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as e:
-        raise UserError(f"{path}: unreadable checkpoint ({type(e).__name__}: {first_line(e)})") from None
+def safe_torch_load(path: Path, what: str = "teacher file"):
+    """A teacher file or weights file through stores.files.read_weights (weights_only): tensors and plain
+    containers only; a pickle naming any other Python object is refused (UserError naming it)."""
+    return read_weights(path, what)
 
 
 def first_line(e: Exception) -> str:
@@ -87,9 +76,8 @@ def first_line(e: Exception) -> str:
     return text.splitlines()[0] if text else repr(e)
 
 
-def load_checkpoint(path: Path) -> tuple[nn.Module, dict]:
-    """Our own checkpoint {"arch", "model", "task", "norm", "classes", "name", ...} -> (module,
-    metadata without "model"). UserError when it is not one, or its weights do not fit its "arch"."""
+def load_teacher_checkpoint(path: Path) -> tuple[nn.Module, dict]:
+    """Our own checkpoint {"arch", "model", "task", "norm", "classes", "name", ...} -> (module, metadata)."""
     ckpt = safe_torch_load(path)
     if not isinstance(ckpt, dict) or "arch" not in ckpt or "model" not in ckpt:
         raise UserError(f"{path}: not a teacher checkpoint (needs 'arch' and 'model'; "
@@ -159,11 +147,18 @@ def load_entry_point(spec: str, weights=None) -> nn.Module:
         raise UserError(f"{spec}: cannot import module {module_name!r} ({e})") from None
     except AttributeError:
         raise UserError(f"{spec}: module {module_name!r} has no attribute {func_name!r}") from None
-    model = func()
+    except Exception as e:  # noqa: BLE001 - the user's module failed while importing
+        raise UserError(f"{spec}: importing {module_name!r} raised {type(e).__name__}: {first_line(e)}") from None
+    if not callable(func):
+        raise UserError(f"{spec}: {func_name!r} is not a function")
+    try:
+        model = func()
+    except Exception as e:  # noqa: BLE001 - the user's code: any failure is reported in one line
+        raise UserError(f"{spec}: the teacher function raised {type(e).__name__}: {first_line(e)}") from None
     if not isinstance(model, nn.Module):
         raise UserError(f"{spec}: must return a torch.nn.Module, returned {type(model).__name__}")
     if weights is not None:
-        state = safe_torch_load(Path(weights))
+        state = safe_torch_load(Path(weights), "weights file")
         if isinstance(state, dict) and ("model" in state or "state_dict" in state):
             state = state.get("model", state.get("state_dict"))
         if not isinstance(state, dict):

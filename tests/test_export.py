@@ -60,4 +60,4 @@ def test_exported_graph_has_dynamic_batch_height_width(onnx_path):
 
 def test_export_command_names_a_missing_checkpoint(tmp_path):
     res = CliRunner().invoke(cli, ["export", str(tmp_path / "none.pt"), "--onnx", str(tmp_path / "s.onnx")])
-    assert res.exit_code == 1 and "none.pt" in res.output and "not found" in res.output
+    assert res.exit_code == 2 and "none.pt" in res.output and "does not exist" in res.output

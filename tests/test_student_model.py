@@ -4,6 +4,8 @@ import timm
 import torch
 from torch import nn
 
+from pipeline.checkpoint import build_model
+from stores.errors import UserError
 from student.encoder import MobileNetV2Encoder, WeightsError
 from student.model import build_student, count_parameters
 from student.refinenet import CRP
@@ -84,7 +86,7 @@ def test_encoder_weights_round_trip(tmp_path, nested):
     torch.manual_seed(0)
     plain = build_student(6).eval()
     torch.manual_seed(0)
-    loaded = build_student(6, encoder_weights=path).eval()
+    loaded = build_model({"name": "student", "num_classes": 6}, encoder_weights=path).eval()
 
     own = loaded.encoder.state_dict()
     assert all(torch.equal(own[k], state[k]) for k in own)
@@ -103,14 +105,17 @@ def test_mismatched_weights_file_names_the_file(tmp_path):
     del state["blocks.6.0.bn3.running_var"]
     path = tmp_path / "wrong.pth"
     torch.save(state, path)
-    with pytest.raises(WeightsError, match=r"wrong\.pth.*missing.*wrong shape.*conv_stem\.weight"):
-        build_student(6, encoder_weights=path)
+    with pytest.raises(UserError, match=r"wrong\.pth.*missing.*wrong shape.*conv_stem\.weight"):
+        build_model({"name": "student", "num_classes": 6}, encoder_weights=path)
+    with pytest.raises(WeightsError, match=r"mine.*missing.*wrong shape.*conv_stem\.weight"):
+        build_student(6, encoder_weights=state, source="mine")
 
 
 def test_missing_or_unreadable_weights_file_names_the_file(tmp_path):
-    with pytest.raises(WeightsError, match="nope.pth: file not found"):
-        build_student(6, encoder_weights=tmp_path / "nope.pth")
+    arch = {"name": "student", "num_classes": 6}
+    with pytest.raises(UserError, match="nope.pth: no such encoder weights file"):
+        build_model(arch, encoder_weights=tmp_path / "nope.pth")
     bad = tmp_path / "garbage.pth"
     bad.write_bytes(b"not a checkpoint")
-    with pytest.raises(WeightsError, match="garbage.pth: cannot read"):
-        build_student(6, encoder_weights=bad)
+    with pytest.raises(UserError, match=r"garbage.pth: unreadable encoder weights \(not a file written by torch.save\)"):
+        build_model(arch, encoder_weights=bad)

@@ -12,7 +12,7 @@ from pipeline.cli import cli
 from stores.repo import FrameStore
 from teachers.archs import build_model
 from teachers.base import load_teacher
-from teachers.external import load_checkpoint
+from teachers.external import load_teacher_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +46,7 @@ def test_teacher_train_writes_a_loadable_teacher_that_learned(syn, tmp_path):
     assert teacher.num_classes == syn.num_classes == 40 and teacher.name == "teacher-segm-resnet38"
     pred = teacher.predict(syn.root["frames/rgb"][:4])
     assert pred["segm"].shape == (4, 32, 32) and pred["segm"].max() < 40
-    model, meta = load_checkpoint(out)
+    model, meta = load_teacher_checkpoint(out)
     assert meta["arch"]["width"] == 0.0625 and meta["trained_on"]["snapshot"] == syn.snapshot_id
     torch.manual_seed(123)
     untrained = build_model(meta["arch"])
@@ -60,7 +60,7 @@ def test_teacher_train_refuses_mismatched_options(syn, tmp_path):
     res = run(cli, ["teacher", "train", str(syn.path), "--task", "depth", "--arch", "resnet38"])
     assert res.exit_code == 1 and "is a segm network, not --task depth" in res.output
     res = run(cli, ["teacher", "train", str(syn.path), "--task", "segm", "--arch", "resnet38", "--units", "x"])
-    assert res.exit_code == 1 and "--units 'x'" in res.output
+    assert res.exit_code == 2 and "Invalid value for '--units': 'x'" in res.output
     res = run(cli, ["teacher", "train", str(syn.path), "--task", "depth", "--arch", "lwrefinenet_depth",
                     "--width", "0.5"])
     assert res.exit_code == 1 and "apply to the resnet38 teachers" in res.output

@@ -204,10 +204,19 @@ def test_entry_point_with_and_without_weights(tmp_path, monkeypatch):
         load_teacher("no_such_module_xyz:build", "segm")
 
 
+def test_entry_point_exception_is_one_line():
+    """The user's function raising (os.system needs an argument) becomes one UserError naming the spec."""
+    with pytest.raises(UserError, match=r"^os:system: the teacher function raised TypeError: .*argument") as e:
+        load_teacher("os:system", "segm")
+    assert "\n" not in str(e.value)
+    with pytest.raises(UserError, match=r"^os:sep: 'sep' is not a function$"):
+        load_teacher("os:sep", "segm")
+
+
 @pytest.mark.parametrize("name, content, problem", [
     ("t.xyz", b"hello", "unknown teacher file type"),
-    ("t.pt", b"not a zip or pickle", "refused to load"),
-    ("t.pth", b"", "unreadable checkpoint"),
+    ("t.pt", b"not a zip or pickle", "unreadable teacher file (not a file written by torch.save)"),
+    ("t.pth", b"", "unreadable teacher file (empty file)"),
     ("t.onnx", b"garbage", "unreadable ONNX"),
     ("t.ts", b"garbage", "unreadable TorchScript"),
 ])

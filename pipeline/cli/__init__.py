@@ -25,7 +25,7 @@ def cli():
 
 # ---- store: ingest and versioning ---------------------------------------------------------------
 cli.add_command(cli_ingest.ingest)
-for _cmd in (cli_store.show, cli_store.log, cli_store.tag, cli_store.diff, cli_store.reset):
+for _cmd in (cli_store.show, cli_store.log, cli_store.tag, cli_store.diff, cli_store.reset, cli_store.verify):
     cli.add_command(_cmd)
 
 # ---- synthetic world ----------------------------------------------------------------------------

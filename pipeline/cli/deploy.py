@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import click
 
-from pipeline.cli.util import echo_json, parse_size, user_errors
+from pipeline.cli.util import (BATCH, MAX_PIXELS_PER_BATCH, REF, STORE, TEXT, THREADS, DeviceType,
+                               FiniteFloat, OpsetType, SizeType, count, echo_json, in_file, out_file,
+                               out_folder, user_errors)
 from stores.errors import UserError
 
 
 @click.command()
-@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.argument("checkpoint", type=in_file())
 @click.argument("images", nargs=-1, required=True, type=click.Path())
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Output directory.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1...")
-@click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads (default: torch's).")
-@click.option("--depth-range", nargs=2, type=float, default=None, metavar="MIN MAX",
+@click.option("--out", required=True, type=out_folder(), help="Output directory.")
+@click.option("--device", type=DeviceType(), default="auto", show_default=True, help="auto, cpu, cuda, cuda:1...")
+@click.option("--threads", type=THREADS, default=None, help="CPU threads (default: torch's).")
+@click.option("--depth-range", nargs=2, type=FiniteFloat(0, 1e6), default=None, metavar="MIN MAX",
               help="Fixed depth colour range in metres (default: per image, 1st-99th percentile).")
 @click.option("--depth-format", type=click.Choice(["png", "npy"]), default="png", show_default=True,
               help="Raw depth: 16-bit PNG in millimetres (clipped at 65.535 m) or float32 metres .npy.")
@@ -34,6 +36,10 @@ def predict(checkpoint, images, out, device, threads, depth_range, depth_format,
     from pipeline.deploy.predict import predict_files
     from pipeline.runtime import progress_bar
 
+    if depth_range and depth_range[0] >= depth_range[1]:
+        raise click.BadParameter(f"{depth_range[0]} {depth_range[1]}: need MIN < MAX",
+                                 param_hint="'--depth-range'")
+
     records = predict_files(checkpoint, images, out, device=device, threads=threads,
                             depth_range=tuple(depth_range) if depth_range else None, depth_format=depth_format,
                             progress=progress_bar)
@@ -48,19 +54,19 @@ def predict(checkpoint, images, out, device, threads, depth_range, depth_format,
 
 
 @click.command("export")
-@click.argument("checkpoint", type=click.Path(dir_okay=False))
-@click.option("--onnx", "onnx_path", required=True, type=click.Path(dir_okay=False),
+@click.argument("checkpoint", type=in_file())
+@click.option("--onnx", "onnx_path", required=True, type=out_file(),
               help="Output ONNX file (the int8 model with --int8).")
-@click.option("--opset", type=click.IntRange(min=17), default=18, show_default=True, help="ONNX opset.")
+@click.option("--opset", type=OpsetType(), default=18, show_default=True, help="ONNX opset.")
 @click.option("--int8", is_flag=True, help="Static int8 quantisation (QDQ), calibrated on --calibrate frames.")
-@click.option("--calibrate", "calibrate", type=click.Path(), default=None,
+@click.option("--calibrate", "calibrate", type=STORE, default=None,
               help="Store whose frames calibrate the int8 model (frames of the target dataset).")
-@click.option("--calibrate-frames", type=click.IntRange(min=1), default=16, show_default=True,
+@click.option("--calibrate-frames", type=count(1, 100_000), default=16, show_default=True,
               help="Number of calibration frames (evenly spread over the split).")
-@click.option("--calibrate-split", default="train", show_default=True,
+@click.option("--calibrate-split", type=TEXT, default="train", show_default=True,
               help="Split to calibrate on (all frames if it is empty).")
-@click.option("--ref", default=None, help="Store version for --calibrate (default: main).")
-@click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads for the agreement check.")
+@click.option("--ref", type=REF, default=None, help="Store version for --calibrate (default: main).")
+@click.option("--threads", type=THREADS, default=None, help="CPU threads for the agreement check.")
 @click.option("--json", "as_json", is_flag=True)
 @user_errors
 def export_cmd(checkpoint, onnx_path, opset, int8, calibrate, calibrate_frames, calibrate_split, ref, threads,
@@ -111,14 +117,15 @@ def export_cmd(checkpoint, onnx_path, opset, int8, calibrate, calibrate_frames, 
 
 
 @click.command()
-@click.argument("checkpoint", required=False, type=click.Path(dir_okay=False))
-@click.option("--classes", type=click.IntRange(min=1), default=40, show_default=True,
+@click.argument("checkpoint", required=False, type=in_file())
+@click.option("--classes", type=count(1, 255), default=40, show_default=True,
               help="Number of classes for random weights (ignored with CHECKPOINT).")
-@click.option("--size", default="640x480", show_default=True, help="Input WIDTHxHEIGHT.")
-@click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True)
-@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
-@click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True, help="CPU threads.")
-@click.option("--iters", type=click.IntRange(min=1), default=10, show_default=True, help="Timed rounds.")
+@click.option("--size", type=SizeType(min_side=64), default="640x480", show_default=True,
+              help="Input WIDTHxHEIGHT.")
+@click.option("--batch", type=BATCH, default=1, show_default=True)
+@click.option("--device", type=DeviceType(("cpu", "cuda")), default="cpu", show_default=True)
+@click.option("--threads", type=THREADS, default=2, show_default=True, help="CPU threads.")
+@click.option("--iters", type=count(1, 100_000), default=10, show_default=True, help="Timed rounds.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @user_errors
 def bench(checkpoint, classes, size, batch, device, threads, iters, as_json):
@@ -130,7 +137,10 @@ def bench(checkpoint, classes, size, batch, device, threads, iters, as_json):
     """
     from pipeline.deploy.bench import bench_student, format_table
 
-    result = bench_student(classes, size=parse_size(size), batch=batch, device=device, threads=threads,
+    if batch * size[0] * size[1] > MAX_PIXELS_PER_BATCH:
+        raise click.BadParameter(f"{batch} x {size[1]}x{size[0]} pixels is more than {MAX_PIXELS_PER_BATCH} "
+                                 f"pixels per batch", param_hint="'--batch' / '--size'")
+    result = bench_student(classes, size=size, batch=batch, device=device, threads=threads,
                            checkpoint=checkpoint, iters=iters)
     if as_json:
         echo_json(result)

@@ -4,11 +4,12 @@ Thin wrappers: parse options into a source config, open (or create) the store, r
 """
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import click
 
-from pipeline.cli.util import echo_json, parse_size, user_errors
+from pipeline.cli.util import SEED, STORE, TEXT, FiniteFloat, SizeType, count, echo_json, user_errors, workers
 from stores.classes import CLASS_LISTS, class_list, make_classes
 from stores.errors import UserError
 from stores.sources.base import SPLITS, SkipLog
@@ -19,8 +20,8 @@ FIT = click.Choice(["resize", "crop"])
 def common_options(fn):
     """Options every file source shares: size/fit for a new store, skipping bad files, output."""
     for opt in reversed([
-        click.option("--size", default=None, help="Frame WIDTHxHEIGHT of a NEW store (default: the "
-                     "source's usual size); an existing store keeps its own."),
+        click.option("--size", type=SizeType(), default=None, help="Frame WIDTHxHEIGHT of a NEW store "
+                     "(default: the source's usual size); an existing store of another size refuses it."),
         click.option("--fit", type=FIT, default="resize", show_default=True,
                      help="Frames of another size: resize (bilinear / nearest for labels and depth) "
                           "or centre-crop."),
@@ -70,14 +71,14 @@ def _ingest_files(store, kind, classes, default_size, size, cfg, lister, iterate
     if not items:
         raise UserError(f"{getattr(cfg, 'path', getattr(cfg, 'images', '?'))}: no frames found")
     if size:
-        frame_size = parse_size(size)
+        frame_size = size
     elif default_size:
         frame_size = default_size
     else:
         from PIL import Image
         with Image.open(first_image(items)) as im:
             frame_size = (im.height, im.width)
-    s = open_or_create(store, classes=classes, frame_size=frame_size)
+    s = open_or_create(store, classes=classes, frame_size=frame_size, size_asked=size)
     frames = iterate(cfg, s.frame_size, s.num_classes, skips, items)
     result = run_ingest(s, frames, kind=kind, source={**cfg.to_dict(), "size_policy": cfg.fit},
                         skips=skips, total=len(items))
@@ -106,17 +107,17 @@ def parse_classes(text: str) -> list[dict]:
 
 @ingest.command()
 @click.argument("path", type=click.Path(exists=True, file_okay=False))
-@click.argument("store", type=click.Path())
+@click.argument("store", type=STORE)
 @click.option("--segm", type=click.Path(exists=True, file_okay=False), help="Folder of label PNGs (same stems).")
 @click.option("--depth", type=click.Path(exists=True, file_okay=False),
               help="Folder of depth maps: 16-bit PNG (see --depth-scale) or .npy metres.")
-@click.option("--depth-scale", type=float, default=1000.0, show_default=True,
+@click.option("--depth-scale", type=FiniteFloat(0, 1e9, min_open=True), default=1000.0, show_default=True,
               help="16-bit depth PNGs: metres = value / scale.")
 @click.option("--label-format", type=click.Choice(["auto", "ids", "color"]), default="auto", show_default=True)
 @click.option("--colormap", type=click.Path(exists=True, dir_okay=False),
               help="JSON colour map for colour-coded labels (default: the store's class colours).")
 @click.option("--color-tolerance", type=click.IntRange(0, 255), default=0, show_default=True)
-@click.option("--classes", "classes_", default="nyud40", show_default=True,
+@click.option("--classes", "classes_", type=TEXT, default="nyud40", show_default=True,
               help="Class list of a NEW store: nyud40, kitti6, or a JSON file of names.")
 @click.option("--split", type=click.Choice(SPLITS), default="train", show_default=True)
 @click.option("--split-file", type=click.Path(exists=True, dir_okay=False), help='Lines "<stem> <split>".')
@@ -148,14 +149,14 @@ def folder(path, store, segm, depth, depth_scale, label_format, colormap, color_
 
 @ingest.command()
 @click.argument("path", type=click.Path(exists=True))
-@click.argument("store", type=click.Path())
+@click.argument("store", type=STORE)
 @click.option("--train-list", type=click.Path(exists=True, dir_okay=False))
 @click.option("--test-list", type=click.Path(exists=True, dir_okay=False))
 @click.option("--splits", type=click.Path(exists=True, dir_okay=False), help="Official splits.mat (.mat input).")
 @click.option("--mapping", type=click.Path(exists=True, dir_okay=False),
               help="894->40 class table (.npy) for the official .mat.")
 @click.option("--unlisted", type=click.Choice([*SPLITS, "skip"]), default="unlabeled", show_default=True)
-@click.option("--depth-scale", type=float, default=5000.0, show_default=True)
+@click.option("--depth-scale", type=FiniteFloat(0, 1e9, min_open=True), default=5000.0, show_default=True)
 @common_options
 @user_errors
 def nyud(path, store, train_list, test_list, splits, mapping, unlisted, depth_scale, size, fit, skip_bad,
@@ -180,7 +181,7 @@ def nyud(path, store, train_list, test_list, splits, mapping, unlisted, depth_sc
 
 @ingest.command()
 @click.argument("path", type=click.Path(exists=True, file_okay=False))
-@click.argument("store", type=click.Path())
+@click.argument("store", type=STORE)
 @click.option("--segm", type=click.Path(exists=True, file_okay=False), help="Colour-coded KITTI-6 labels.")
 @click.option("--depth", type=click.Path(exists=True, file_okay=False), help="uint16 depth PNGs (value / 256).")
 @click.option("--color-tolerance", type=click.IntRange(0, 255), default=0, show_default=True)
@@ -216,22 +217,23 @@ def parse_fractions(text: str, what: str):
 
 
 @ingest.command()
-@click.argument("store", type=click.Path())
+@click.argument("store", type=STORE)
 @click.option("--preset", type=click.Choice(["indoor", "outdoor"]), default="indoor", show_default=True,
               help="indoor: NYUDv2-like rooms, 40 classes; outdoor: KITTI-like streets, 6 classes.")
-@click.option("--frames", type=click.IntRange(min=1), default=200, show_default=True,
+@click.option("--frames", type=count(1, 10**7), default=200, show_default=True,
               help="Frame indices 0..N-1 (indices already in the store are not rendered again).")
-@click.option("--size", default=None, help="WIDTHxHEIGHT (default 640x480 indoor, 1216x352 outdoor).")
-@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="World seed.")
-@click.option("--style", type=click.IntRange(min=0), default=0, show_default=True,
+@click.option("--size", type=SizeType(min_side=16, max_side=4096), default=None,
+              help="WIDTHxHEIGHT (default 640x480 indoor, 1216x352 outdoor).")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="World seed.")
+@click.option("--style", type=SEED, default=0, show_default=True,
               help="Appearance domain (textures, palettes, lighting).")
-@click.option("--segm-fraction", default="0.5", show_default=True,
+@click.option("--segm-fraction", type=TEXT, default="0.5", show_default=True,
               help="Share of train/val frames with segmentation: F or TRAIN,VAL.")
-@click.option("--depth-fraction", default="1.0", show_default=True, help="Same, for depth.")
-@click.option("--splits", default="0.7,0.1,0.1,0.1", show_default=True,
+@click.option("--depth-fraction", type=TEXT, default="1.0", show_default=True, help="Same, for depth.")
+@click.option("--splits", type=TEXT, default="0.7,0.1,0.1,0.1", show_default=True,
               help="Fractions of train,val,test,unlabeled frames (test always has both annotations).")
 @click.option("--clean-depth", is_flag=True, help="Store exact depth instead of the simulated sensor's.")
-@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True,
+@click.option("--workers", type=workers(1), default=2, show_default=True,
               help="Rendering processes.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable summary.")
 @user_errors
@@ -251,14 +253,13 @@ def synthetic(store, preset, frames, size, seed, style, segm_fraction, depth_fra
         split_fractions = tuple(float(v) for v in splits.split(","))
     except ValueError:
         raise UserError(f"--splits {splits!r}: expected four numbers TRAIN,VAL,TEST,UNLABELED") from None
-    cfg = SyntheticConfig(preset=preset, frames=frames, size=parse_size(size) if size else None, seed=seed,
+    cfg = SyntheticConfig(preset=preset, frames=frames, size=size, seed=seed,
                           style=style, segm_fraction=parse_fractions(segm_fraction, "--segm-fraction"),
                           depth_fraction=parse_fractions(depth_fraction, "--depth-fraction"),
                           splits=split_fractions, sensor=not clean_depth)
-    s = open_or_create(store, classes=class_list_for(preset), frame_size=cfg.size)
-    if s.frame_size != cfg.size:
-        raise UserError(f"{store}: store frames are {s.frame_size[1]}x{s.frame_size[0]}, "
-                        f"--size asks for {cfg.size[1]}x{cfg.size[0]}")
+    s = open_or_create(store, classes=class_list_for(preset), frame_size=cfg.size, size_asked=size)
+    if s.frame_size != cfg.size:          # no --size: an existing store renders at its own size
+        cfg = dataclasses.replace(cfg, size=s.frame_size)
     present = set(s.root["frames/name"][:].tolist())
     start = next((i for i in range(frames) if frame_name(cfg, i) not in present), frames)
     source = {"path": f"synthetic/{preset}", **{k: (list(v) if isinstance(v, tuple) else v)

@@ -10,8 +10,10 @@ import click
 
 from pipeline.cli.train import build_config, loop_options, summarize_run
 from pipeline.train.teacher import train_teacher
-from pipeline.cli.util import echo_json, user_errors
+from pipeline.cli.util import (BATCH, REF, STORE, TEXT, DeviceType, FiniteFloat, IntListType, NameType, count,
+                               echo_json, out_file, out_folder, user_errors, workers)
 from stores.errors import UserError
+from stores.files import atomic_write_text
 
 
 # ---- teacher train --------------------------------------------------------------------------------
@@ -33,11 +35,7 @@ def teacher_arch(store_path, ref, task, arch, width, units, no_dropout, encoder)
             raise UserError(f"--encoder applies to lwrefinenet_depth, not {arch}")
         fields.update(width=width, dropout=not no_dropout)
         if units:
-            try:
-                parts = [int(u) for u in units.split(",")]
-            except ValueError:
-                raise UserError(f"--units {units!r}: expected N or four numbers B2,B3,B4,B5") from None
-            fields["units"] = parts * 4 if len(parts) == 1 else parts
+            fields["units"] = list(units) * 4 if len(units) == 1 else list(units)
         if arch == "resnet38":
             fields["num_classes"] = FrameStore.open(store_path, ref).num_classes
     else:
@@ -49,16 +47,17 @@ def teacher_arch(store_path, ref, task, arch, width, units, no_dropout, encoder)
 
 
 @teacher.command("train")
-@click.argument("store", type=click.Path())
+@click.argument("store", type=STORE)
 @click.option("--task", type=click.Choice(["segm", "depth"]), required=True)
 @click.option("--arch", type=click.Choice(["resnet38", "resnet38_depth", "lwrefinenet_depth"]), required=True)
-@click.option("--width", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+@click.option("--width", type=FiniteFloat(0, 2, min_open=True), default=1.0, show_default=True,
               help="Channel width multiplier (resnet38*; 1 = the published ResNet-38).")
-@click.option("--units", default=None, help="Residual units in B2..B5: N or four numbers (resnet38*; default 3,3,6,3).")
+@click.option("--units", type=IntListType((1, 4), 1, 8), default=None,
+              help="Residual units in B2..B5: N or four numbers, each 1..8 (resnet38*; default 3,3,6,3).")
 @click.option("--no-dropout", is_flag=True, help="No B6/B7 dropout (resnet38*).")
-@click.option("--encoder", default=None, help="timm encoder of lwrefinenet_depth (default resnet101).")
+@click.option("--encoder", type=TEXT, default=None, help="timm encoder of lwrefinenet_depth (default resnet101).")
 @click.option("--pretrained", is_flag=True, help="ImageNet encoder weights through timm (lwrefinenet_depth; needs network).")
-@click.option("--teacher-out", type=click.Path(dir_okay=False), default=None,
+@click.option("--teacher-out", type=out_file(), default=None,
               help="Teacher file to write (default OUT/RUN/teacher.pt).")
 @loop_options
 @user_errors
@@ -86,26 +85,28 @@ def teacher_train(store, task, arch, width, units, no_dropout, encoder, pretrain
 
 # ---- label ----------------------------------------------------------------------------------------
 @click.command()
-@click.argument("store", type=click.Path())
-@click.option("--teacher", "teachers", multiple=True, required=True, metavar="TASK=PATH",
-              help="segm=FILE and/or depth=FILE: a teacher file (.pt/.ts/.onnx) or module:function.")
-@click.option("--name", required=True, help="Pseudo-label set: writes pseudo/NAME/, tags label/NAME.")
+@click.argument("store", type=STORE)
+@click.option("--teacher", "teachers", type=TEXT, multiple=True, required=True, metavar="TASK=PATH",
+              help="segm=FILE and/or depth=FILE: a teacher file (.pt/.ts/.onnx; these never run code) or "
+                   "module:function, which IMPORTS AND RUNS that Python code in this process and in every "
+                   "labeling worker: only code you trust.")
+@click.option("--name", type=NameType(), required=True, help="Pseudo-label set: writes pseudo/NAME/, tags label/NAME.")
 @click.option("--remap", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Ontology remap (JSON/TOML) from the segm teacher's classes to the store's.")
 @click.option("--flip", is_flag=True, help="Horizontal-flip TTA; depth teachers also write depth_conf.")
 @click.option("--frames", type=click.Choice(["missing", "all"]), default="missing", show_default=True,
               help="missing: per task only frames without that real target; all: every frame.")
-@click.option("--workers", type=click.IntRange(min=1), default=None, help="LocalCluster worker processes [1].")
-@click.option("--threads-per-worker", type=click.IntRange(min=1), default=None,
+@click.option("--workers", type=workers(1), default=None, help="LocalCluster worker processes [1].")
+@click.option("--threads-per-worker", type=count(1, 64), default=None,
               help="Shards in progress per worker; its teacher runs one batch at a time, the others read/write [2].")
-@click.option("--torch-threads", type=click.IntRange(min=0), default=0, show_default=True,
+@click.option("--torch-threads", type=count(0, 1024), default=0, show_default=True,
               help="Torch threads per worker (0: cores / workers locally, torch's default remotely).")
-@click.option("--scheduler", default=None, help="Use a running dask scheduler, e.g. tcp://host:8786.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
-@click.option("--commit-every", type=click.IntRange(min=1), default=8, show_default=True, help="Shards per commit.")
-@click.option("--ref", default="main", show_default=True, help="Branch to label and commit on.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
-@click.option("--retries", type=click.IntRange(min=0), default=2, show_default=True,
+@click.option("--scheduler", type=TEXT, default=None, help="Use a running dask scheduler, e.g. tcp://host:8786.")
+@click.option("--batch-size", type=BATCH, default=8, show_default=True)
+@click.option("--commit-every", type=count(1, 10**6), default=8, show_default=True, help="Shards per commit.")
+@click.option("--ref", type=REF, default="main", show_default=True, help="Branch to label and commit on.")
+@click.option("--device", type=DeviceType(), default="auto", show_default=True, help="auto, cpu or cuda.")
+@click.option("--retries", type=count(0, 100), default=2, show_default=True,
               help="Extra attempts of a failing shard before it is reported missing.")
 @click.option("--overwrite", is_flag=True, help="Relabel a set that other teachers or settings made.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable summary.")
@@ -149,11 +150,11 @@ def label(store, teachers, name, remap, flip, frames, workers, threads_per_worke
 
 # ---- qa -------------------------------------------------------------------------------------------
 @click.command()
-@click.argument("store", type=click.Path())
-@click.option("--pseudo", required=True, help="Pseudo-label set to assess.")
-@click.option("--split", default=None, help="Only this split (default: all frames).")
-@click.option("--ref", default="main", show_default=True)
-@click.option("--out", type=click.Path(file_okay=False), default=None,
+@click.argument("store", type=STORE)
+@click.option("--pseudo", type=TEXT, required=True, help="Pseudo-label set to assess.")
+@click.option("--split", type=TEXT, default=None, help="Only this split (default: all frames).")
+@click.option("--ref", type=REF, default="main", show_default=True)
+@click.option("--out", type=out_folder(), default=None,
               help="Write qa.json and reliability.png here.")
 @click.option("--json", "as_json", is_flag=True)
 @user_errors
@@ -178,7 +179,7 @@ def qa(store, pseudo, split, ref, out, as_json):
         Path(out).mkdir(parents=True, exist_ok=True)
         if "segm" in report:
             report["plot"] = reliability_plot(report, Path(out) / "reliability.png")
-        (Path(out) / "qa.json").write_text(json.dumps(report, indent=2))
+        atomic_write_text(Path(out) / "qa.json", json.dumps(report, indent=2))
     if as_json:
         return echo_json(report)
     click.echo(format_report(report, [c["name"] for c in s.classes]))

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from pipeline.cli.util import echo_json, parse_size, user_errors
+from pipeline.cli.util import (BATCH, REF, SEED, STORE, TEXT, DeviceType, FiniteFloat, NameType, SizeType,
+                               count, echo_json, in_file, out_file, out_folder, user_errors, workers)
 
 
 def merge_options(fn):
@@ -14,10 +15,10 @@ def merge_options(fn):
     mapping onto MergePolicy fields.
     """
     for opt in reversed([
-        click.option("--pseudo", default=None, help="Pseudo-label set to merge in (default: real targets only)."),
-        click.option("--segm-threshold", type=float, default=0.5, show_default=True,
+        click.option("--pseudo", type=TEXT, default=None, help="Pseudo-label set to merge in (default: real targets only)."),
+        click.option("--segm-threshold", type=FiniteFloat(0, 1), default=0.5, show_default=True,
                      help="Use a pseudo label where the teacher's confidence >= this."),
-        click.option("--depth-threshold", type=float, default=0.0, show_default=True),
+        click.option("--depth-threshold", type=FiniteFloat(0, 1), default=0.0, show_default=True),
         click.option("--depth-override", is_flag=True, help="Pseudo depth replaces valid real depth too."),
     ]):
         fn = opt(fn)
@@ -27,28 +28,31 @@ def merge_options(fn):
 def loop_options(fn):
     """Options of the one training loop, shared by `train` and `teacher train`."""
     for opt in reversed([
-        click.option("--run", default=None, help="Run name: output in OUT/RUN, store tag train/RUN."),
-        click.option("--out", default="runs", show_default=True, type=click.Path(file_okay=False)),
-        click.option("--ref", default="main", show_default=True, help="Store branch, tag or snapshot id."),
-        click.option("--split", default="train", show_default=True,
+        click.option("--run", type=NameType(), default=None, help="Run name: output in OUT/RUN, store tag train/RUN."),
+        click.option("--out", default="runs", show_default=True, type=out_folder()),
+        click.option("--ref", type=REF, default="main", show_default=True, help="Store branch, tag or snapshot id."),
+        click.option("--split", type=TEXT, default="train", show_default=True,
                      help="Training split(s), e.g. train or train,unlabeled."),
         click.option("--val-split", default="val", show_default=True, help="Evaluated each epoch ('' = none)."),
-        click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True),
-        click.option("--steps", type=click.IntRange(min=0), default=0, show_default=True,
+        click.option("--epochs", type=count(1, 10**5), default=10, show_default=True),
+        click.option("--steps", type=count(0, 10**8), default=0, show_default=True,
                      help="Fixed number of optimiser steps (overrides --epochs); 0 = epochs decide."),
-        click.option("--batch-size", type=click.IntRange(min=1), default=6, show_default=True),
-        click.option("--crop", default=None, help="Training crop WIDTHxHEIGHT (default: the frame size)."),
-        click.option("--scale", nargs=2, type=float, default=(0.8, 2.0), show_default=True,
+        click.option("--batch-size", type=BATCH, default=6, show_default=True),
+        click.option("--crop", type=SizeType(), default=None,
+                     help="Training crop WIDTHxHEIGHT (default: the frame size)."),
+        click.option("--scale", nargs=2, type=FiniteFloat(0, 16, min_open=True), default=(0.8, 2.0),
+                     show_default=True,
                      help="Random scale range (depth is divided by the scale)."),
         click.option("--no-flip", is_flag=True, help="No random horizontal flips."),
-        click.option("--lr-encoder", type=float, default=1e-3, show_default=True),
-        click.option("--lr-decoder", type=float, default=1e-2, show_default=True),
-        click.option("--weight-decay", type=float, default=1e-5, show_default=True),
-        click.option("--seed", type=int, default=0, show_default=True),
-        click.option("--workers", type=click.IntRange(min=0), default=2, show_default=True,
+        click.option("--lr-encoder", type=FiniteFloat(0, 10), default=1e-3, show_default=True),
+        click.option("--lr-decoder", type=FiniteFloat(0, 10), default=1e-2, show_default=True),
+        click.option("--weight-decay", type=FiniteFloat(0, 1), default=1e-5, show_default=True),
+        click.option("--seed", type=SEED, default=0, show_default=True),
+        click.option("--workers", type=workers(0), default=2, show_default=True,
                      help="DataLoader worker processes."),
-        click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1..."),
-        click.option("--ckpt-every", type=click.IntRange(min=0), default=0, show_default=True,
+        click.option("--device", type=DeviceType(), default="auto", show_default=True,
+                     help="auto, cpu, cuda, cuda:1..."),
+        click.option("--ckpt-every", type=count(0, 10**8), default=0, show_default=True,
                      help="Checkpoint every N steps (0 = each epoch)."),
         click.option("--resume", is_flag=True, help="Continue the run from its last checkpoint."),
     ]):
@@ -72,7 +76,7 @@ def build_config(store, arch, run, out, ref, split, val_split, epochs, steps, ba
         store=store, run=run, out=out, ref=ref, arch=arch, policy=policy, split=split,
         val_split=val_split or None, epochs=epochs, steps=steps, batch_size=batch_size,
         augment=AugmentConfig(scale_min=scale[0], scale_max=scale[1],
-                              crop=parse_size(crop, "--crop") if crop else None, flip=not no_flip),
+                              crop=crop, flip=not no_flip),
         lr_encoder=lr_encoder, lr_decoder=lr_decoder, weight_decay=weight_decay, seed=seed, workers=workers,
         device=device, ckpt_every=ckpt_every, task_weights=task_weights, encoder_weights=encoder_weights,
         pretrained=pretrained)
@@ -93,11 +97,11 @@ def summarize_run(result: dict) -> None:
 
 
 @click.command()
-@click.argument("store", type=click.Path())
+@click.argument("store", type=STORE)
 @merge_options
 @loop_options
-@click.option("--segm-weight", type=float, default=0.5, show_default=True)
-@click.option("--depth-weight", type=float, default=0.5, show_default=True)
+@click.option("--segm-weight", type=FiniteFloat(0, 1000), default=0.5, show_default=True)
+@click.option("--depth-weight", type=FiniteFloat(0, 1000), default=0.5, show_default=True)
 @click.option("--encoder-weights", type=click.Path(exists=True, dir_okay=False),
               help="Local MobileNet-v2 state dict (e.g. ImageNet weights) for the encoder.")
 @click.option("--pretrained", is_flag=True, help="ImageNet encoder weights through timm (needs network).")
@@ -124,15 +128,15 @@ def train(store, pseudo, segm_threshold, depth_threshold, depth_override, run, s
 
 
 @click.command()
-@click.argument("store", type=click.Path())
-@click.argument("checkpoint", type=click.Path())
-@click.option("--split", default="test", show_default=True)
-@click.option("--ref", default=None, help="Store version (default: the snapshot the run trained on's branch, main).")
+@click.argument("store", type=STORE)
+@click.argument("checkpoint", type=in_file())
+@click.option("--split", type=TEXT, default="test", show_default=True)
+@click.option("--ref", type=REF, default=None, help="Store version (default: the snapshot the run trained on's branch, main).")
 @click.option("--depth-crop", type=click.Choice(["eigen", "garg"]), default=None, help="Standard depth crop.")
-@click.option("--depth-cap", type=float, default=None, help="Ignore ground truth beyond this many metres.")
-@click.option("--device", default="auto", show_default=True)
-@click.option("--batch-size", type=click.IntRange(min=1), default=4, show_default=True)
-@click.option("--out", "out_json", type=click.Path(dir_okay=False), default=None, help="Write metrics JSON here.")
+@click.option("--depth-cap", type=FiniteFloat(0, 1e6, min_open=True), default=None, help="Ignore ground truth beyond this many metres.")
+@click.option("--device", type=DeviceType(), default="auto", show_default=True)
+@click.option("--batch-size", type=BATCH, default=4, show_default=True)
+@click.option("--out", "out_json", type=out_file(), default=None, help="Write metrics JSON here.")
 @click.option("--json", "as_json", is_flag=True)
 @user_errors
 def evaluate(store, checkpoint, split, ref, depth_crop, depth_cap, device, batch_size, out_json, as_json):
@@ -160,7 +164,8 @@ def evaluate(store, checkpoint, split, ref, depth_crop, depth_cap, device, batch
     res = json_safe({"checkpoint": str(checkpoint), "store": str(store), "snapshot": s.snapshot_id,
                      "split": split, **res})
     if out_json:
-        Path(out_json).write_text(json.dumps(res, indent=2))
+        from stores.files import atomic_write_text
+        atomic_write_text(out_json, json.dumps(res, indent=2))
     if as_json:
         return echo_json(res)
     click.echo(format_metrics(res, [c["name"] for c in s.classes]))

@@ -49,14 +49,10 @@ def read_student(checkpoint: str | Path) -> tuple[nn.Module, dict]:
     """(student in eval mode, checkpoint dict) from a training checkpoint ({"arch": {"name": "student",
     "num_classes"}, "config", "model", "classes", ...}) or a bare state dict, loaded with weights_only=True.
     num_classes comes from "arch", else "config", else the segmentation head's shape. Errors name the file."""
+    from stores.files import read_weights
+
     path = Path(checkpoint)
-    if not path.is_file():
-        raise UserError(f"{path}: checkpoint file not found")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unreadable file is the user's file
-        raise UserError(f"{path}: not a readable checkpoint (torch.load with weights_only=True: "
-                        f"{type(e).__name__})") from None
+    ckpt = read_weights(path, "checkpoint")
     ckpt = ckpt if isinstance(ckpt, dict) else {}
     arch = ckpt.get("arch") if isinstance(ckpt.get("arch"), dict) else {}
     if arch.get("name", "student") != "student":

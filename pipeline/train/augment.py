@@ -2,9 +2,13 @@
 
 Runs inside DataLoader workers on the Dataset's items (stores/dataset.py); every random draw comes
 from a numpy Generator seeded by (run seed, epoch, position), so a resumed run sees the same samples.
+Resizing runs on one torch thread wherever it runs (DataLoader workers already use one; `--workers 0`
+runs in the trainer's process with many): bilinear rounding depends on the thread count, and a resume
+with another --workers must give the same weights.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -13,6 +17,20 @@ import torch.nn.functional as F
 
 from student.model import MEAN_RGB
 
+
+@contextmanager
+def one_thread():
+    """Run the block with torch on one intra-op thread (results then do not depend on the machine's or
+    the process's thread count); the previous count is restored after."""
+    n = torch.get_num_threads()
+    if n == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
 
 
 @dataclass(frozen=True)
@@ -33,7 +51,8 @@ def augment(item: dict, cfg: AugmentConfig, rng: np.random.Generator) -> dict:
     s = float(rng.uniform(cfg.scale_min, cfg.scale_max))
     sh, sw = max(1, round(h * s)), max(1, round(w * s))
     if (sh, sw) != (h, w):
-        rgb = F.interpolate(rgb[None].float(), size=(sh, sw), mode="bilinear", align_corners=False)[0]
+        with one_thread():
+            rgb = F.interpolate(rgb[None].float(), size=(sh, sw), mode="bilinear", align_corners=False)[0]
         rgb = rgb.round().clamp(0, 255).to(torch.uint8)
         segm = F.interpolate(segm[None, None].float(), size=(sh, sw), mode="nearest")[0, 0].long()
         depth = F.interpolate(depth[None, None], size=(sh, sw), mode="nearest")[0, 0] / s  # closer = bigger
@@ -52,4 +71,3 @@ def augment(item: dict, cfg: AugmentConfig, rng: np.random.Generator) -> dict:
     if cfg.flip and rng.random() < 0.5:
         rgb, segm, depth = rgb.flip(-1), segm.flip(-1), depth.flip(-1)
     return {**item, "rgb": rgb.contiguous(), "segm": segm.contiguous(), "depth": depth.contiguous()}
-

@@ -2,11 +2,15 @@
 DataLoader. Sits between the store (stores/dataset.py, the merge rule) and pipeline/train/loop.py."""
 from __future__ import annotations
 
+import functools
+import os
+
 import numpy as np
 import torch
 
 from pipeline.train.augment import AugmentConfig, augment
 from stores.dataset import FrameDataset
+from stores.lifetime import die_with
 
 
 class RunSampler(torch.utils.data.Sampler):
@@ -46,8 +50,15 @@ class AugmentedItems(torch.utils.data.Dataset):
 
 def make_loader(dataset, sampler, workers: int):
     """DataLoader over `sampler`'s batches; worker processes start with forkserver (never fork: zarr and
-    icechunk hold threads, STORAGE.md)."""
+    icechunk hold threads, STORAGE.md) and end when this process ends, kill -9 included (they are the
+    forkserver's children; stores.lifetime.die_with watches this process itself)."""
     kw = {"num_workers": workers}
     if workers:  # zarr and icechunk hold threads: never fork (STORAGE.md)
-        kw.update(multiprocessing_context="forkserver", persistent_workers=True, prefetch_factor=4)
+        kw.update(multiprocessing_context="forkserver", persistent_workers=True, prefetch_factor=4,
+                  worker_init_fn=functools.partial(_worker_init, os.getpid()))
     return torch.utils.data.DataLoader(dataset, batch_sampler=sampler, pin_memory=torch.cuda.is_available(), **kw)
+
+
+def _worker_init(trainer_pid: int, worker_id: int) -> None:
+    """DataLoader worker initializer: end with the training process (not only with the forkserver)."""
+    die_with(trainer_pid)

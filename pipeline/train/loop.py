@@ -45,6 +45,7 @@ class Run:
     step: int = 0
     total: int = 0
     saved_step: int | None = None     # step of the checkpoint on disk, if any
+    started: bool = False      # run folder, config.json and train/<run> tag written (after the first step)
 
     @property
     def dir(self) -> Path:
@@ -90,7 +91,8 @@ def build_run(cfg: TrainConfig, resume: dict | None) -> Run:
 
 
 def start_run(run: Run) -> None:
-    """Make the run's folder, tag the snapshot it reads and write config.json (a new run only)."""
+    """Make the run's folder, tag the snapshot it reads and write config.json (a new run only). Called
+    once the first step has succeeded: a run refused or failing before that leaves nothing behind."""
     tag_run(run.store, run.cfg.run)
     run.dir.mkdir(parents=True, exist_ok=True)
     atomic_write(run.dir / "config.json", lambda tmp: tmp.write_text(json.dumps(run.cfg.to_dict(), indent=2)))
@@ -185,8 +187,9 @@ def train(cfg: TrainConfig, resume: bool = False, evaluate_fn=None) -> dict:
     if old:
         check_resumable(old, cfg, ckpt_path)
     run = build_run(cfg, old)
+    run.started = bool(old)
     if not old:
-        start_run(run)
+        check_run_tag(run.store, cfg.run)
     spe = max(1, len(run.data) // cfg.batch_size)
     epochs = math.ceil(cfg.steps / spe) if cfg.steps else cfg.epochs
     sampler = RunSampler(len(run.data), cfg.batch_size, epochs, cfg.seed, start_step=run.step)
@@ -209,6 +212,9 @@ def run_steps(run: Run, loader, steps_per_epoch: int, val_idx, evaluate_fn) -> d
         for batch in loader:
             timing["wait"] += time.perf_counter() - t_ready
             losses = train_step(run, batch)
+            if not run.started:
+                start_run(run)
+                run.started = True
             timing["seen"] += len(batch["rgb"])
             advance(1, info=" ".join(f"{k} {v.item():.3f}" for k, v in losses.items()))
             epoch_end = run.step % steps_per_epoch == 0 or run.step == run.total
@@ -262,11 +268,16 @@ def with_defaults(saved: dict, defaults: dict) -> dict:
     return out
 
 
-def tag_run(store: FrameStore, run: str) -> None:
-    """Tag the snapshot a run reads as train/<run> (once; a new run under an old name is refused)."""
+def check_run_tag(store: FrameStore, run: str) -> None:
+    """UserError if tag train/<run> already names another snapshot (a new run under an old name)."""
     name = f"train/{run}"
     tags = store.tags()
     if name in tags and tags[name] != store.snapshot_id:
         raise UserError(f"{store.path}: tag {name} already points at {tags[name]}; choose another --run")
-    if name not in tags:
-        store.tag(name, store.snapshot_id)
+
+
+def tag_run(store: FrameStore, run: str) -> None:
+    """Tag the snapshot a run reads as train/<run> (once; a new run under an old name is refused)."""
+    check_run_tag(store, run)
+    if f"train/{run}" not in store.tags():
+        store.tag(f"train/{run}", store.snapshot_id)

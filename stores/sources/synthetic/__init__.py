@@ -16,6 +16,7 @@ as configured); `unlabeled` frames carry none.
 """
 from __future__ import annotations
 
+import os
 from collections import deque
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ProcessPoolExecutor
@@ -25,6 +26,7 @@ from multiprocessing import get_context
 import numpy as np
 
 from stores.classes import KITTI6, NYUD40
+from stores.lifetime import die_with
 from stores.sources.base import SPLITS, Frame, SourceError
 from stores.sources.synthetic.render import build_scene, generators, render_scene
 
@@ -218,14 +220,16 @@ def make_frame(config: SyntheticConfig, index: int) -> Frame:
 
 def iter_frames(config: SyntheticConfig, start: int = 0, workers: int = 1) -> Iterator[Frame]:
     """Frames start .. config.frames - 1, in index order (resume with start=). workers > 1 renders in
-    that many processes (same bytes, same order; at most 2 * workers frames in flight)."""
+    that many processes (same bytes, same order; at most 2 * workers frames in flight), which end when
+    this process ends, even by kill -9 (stores.lifetime.die_with)."""
     start, workers = _parse_int("start", start), _parse_int("workers", workers, lo=1)
     indices = range(start, config.frames)
     if workers == 1 or len(indices) < 2:
         for index in indices:
             yield make_frame(config, index)
         return
-    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=die_with,
+                             initargs=(os.getpid(),)) as pool:
         pending = deque()
         for index in indices:
             pending.append(pool.submit(make_frame, config, index))
