@@ -26,7 +26,7 @@ class FrameDataset(Dataset):
         self.indices = np.asarray(indices, dtype=np.int64)
         store = FrameStore.open(path, snapshot_id)
         if policy.pseudo is not None:
-            check_pseudo_compatible(store, policy.pseudo)
+            check_pseudo_compatible(store, policy.pseudo, policy)
         self._store = None  # opened per process on first use
 
     def __len__(self) -> int:
@@ -65,9 +65,13 @@ class FrameDataset(Dataset):
         }
 
 
-def check_pseudo_compatible(store, name: str) -> None:
-    """A pseudo set must use the store's class list and metres, or merging would mix them."""
+def check_pseudo_compatible(store, name: str, policy: MergePolicy | None = None) -> None:
+    """A pseudo set must use the store's class list and metres, or merging would mix them; a policy's
+    depth threshold needs the depth confidences that only flip-TTA labeling writes. StoreError otherwise."""
     g = store.pseudo(name)
+    if policy is not None and policy.depth_threshold > 0 and "depth_conf" not in g:
+        raise StoreError(f"{store.path}: --depth-threshold {policy.depth_threshold:g} needs depth confidences, "
+                         f"but pseudo set {name!r} has none (label it with --flip to get them)")
     classes = g.attrs.get("classes")
     if classes is not None and [c["name"] for c in classes] != [c["name"] for c in store.classes]:
         raise StoreError(f"{store.path}: pseudo set {name!r} uses another class list than the store")

@@ -191,9 +191,11 @@ def _open_spec(spec: str, task: str, device, weights) -> tuple[object, dict]:
         meta = {"name": path.stem, "version": sha256_file(path)}
         if kind == "checkpoint":
             model, ckpt = external.load_teacher_checkpoint(path)
-            if ckpt["task"] != task:
-                raise UserError(f"{path}: is a {ckpt['task']} teacher, asked for {task}")
-            meta.update({k: ckpt[k] for k in ("norm", "classes") if ckpt.get(k) is not None})
+            tasks = ckpt.get("tasks") or [ckpt["task"]]
+            if task not in tasks:
+                raise UserError(f"{path}: is a {' and '.join(tasks)} teacher, asked for {task}")
+            meta.update({k: ckpt[k] for k in ("norm", "classes")
+                         if ckpt.get(k) is not None and (k != "classes" or task == "segm")})
             meta["name"] = ckpt.get("name") or meta["name"]
             return model, meta
         loaders = {"torchscript": lambda: external.load_torchscript(path, device),

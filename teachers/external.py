@@ -77,11 +77,16 @@ def first_line(e: Exception) -> str:
 
 
 def load_teacher_checkpoint(path: Path) -> tuple[nn.Module, dict]:
-    """Our own checkpoint {"arch", "model", "task", "norm", "classes", "name", ...} -> (module, metadata)."""
+    """Our own checkpoint -> (module, metadata with "task" or "tasks"): a teacher file {"arch", "model", "task",
+    "norm", "classes", "name", ...} (teachers.base.save_teacher), or a student training checkpoint {"arch":
+    {"name": "student", "num_classes"}, "model", "classes", "tasks", ...} (`mtdistill train`'s last.pt), so a
+    distilled student can label a second round. UserError naming the file otherwise."""
     ckpt = safe_torch_load(path)
     if not isinstance(ckpt, dict) or "arch" not in ckpt or "model" not in ckpt:
         raise UserError(f"{path}: not a teacher checkpoint (needs 'arch' and 'model'; "
                         f"save one with teachers.base.save_teacher)")
+    if isinstance(ckpt["arch"], dict) and ckpt["arch"].get("name") == "student":
+        return _student_teacher(path, ckpt)
     model = build_model(ckpt["arch"], source=str(path))
     try:
         model.load_state_dict(ckpt["model"])
@@ -90,6 +95,21 @@ def load_teacher_checkpoint(path: Path) -> tuple[nn.Module, dict]:
                         f"{first_line(e)}") from None
     meta = {k: v for k, v in ckpt.items() if k != "model"}
     meta.setdefault("task", arch_task(ckpt["arch"]))
+    return model, meta
+
+
+def _student_teacher(path: Path, ckpt: dict) -> tuple[nn.Module, dict]:
+    """The MT-LW-RefineNet of a training checkpoint as a teacher of both its tasks."""
+    from student.model import build_student
+
+    try:
+        model = build_student(int(ckpt["arch"]["num_classes"]))
+        model.load_state_dict(ckpt["model"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        raise UserError(f"{path}: weights do not fit the student: {first_line(e)}") from None
+    classes = ckpt.get("classes")
+    meta = {"tasks": list(ckpt.get("tasks", ("segm", "depth"))), "name": Path(path).parent.name or Path(path).stem,
+            "classes": [c["name"] if isinstance(c, dict) else c for c in classes] if classes else None}
     return model, meta
 
 

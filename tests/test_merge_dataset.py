@@ -141,3 +141,11 @@ def test_observed_depth_classes_come_from_the_data(empty_store):
     assert resolve_policy(MergePolicy(), s, s.indices("train")) == MergePolicy()
     with pytest.raises(ValueError, match="resolved first"):
         merge_targets(real_segm, real, MergePolicy(pseudo="t", depth_classes="observed"), _lidar_frame()[2])
+
+
+def test_a_depth_threshold_needs_depth_confidences(store):
+    _add_pseudo(store, "noconf")                             # labeled without --flip: no depth_conf array
+    s = store.reopen()
+    FrameDataset(s.path, s.snapshot_id, [0], MergePolicy(pseudo="noconf"))          # no threshold: fine
+    with pytest.raises(StoreError, match=r"--depth-threshold 0.5 needs depth confidences.*'noconf'.*--flip"):
+        FrameDataset(s.path, s.snapshot_id, [0], MergePolicy(pseudo="noconf", depth_threshold=0.5))

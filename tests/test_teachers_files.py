@@ -254,3 +254,24 @@ def test_load_with_bundled_remap(tmp_path):
     with pytest.raises(UserError, match="differ from"):
         load_teacher(tmp_path / "cs.pt", "segm", remap=bundled_remap("cityscapes19_to_kitti6"),
                      store_classes=["sky", "road"])
+
+
+def test_a_student_training_checkpoint_labels_as_a_teacher_of_both_tasks(tmp_path):
+    """A second round: `mtdistill label --teacher segm=runs/b/last.pt --teacher depth=runs/b/last.pt`."""
+    from student.model import build_student, normalize
+
+    torch.manual_seed(0)
+    student = build_student(3).eval()
+    path = tmp_path / "b" / "last.pt"
+    path.parent.mkdir()
+    classes = [{"id": i, "name": n, "color": [0, 0, 0]} for i, n in enumerate(["a", "b", "c"])]
+    torch.save({"arch": {"name": "student", "num_classes": 3}, "model": student.state_dict(), "classes": classes,
+                "tasks": ["segm", "depth"], "config": {}, "step": 5}, path)
+    x = np.random.default_rng(0).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
+    segm = load_teacher(str(path), "segm").predict(x)
+    depth = load_teacher(str(path), "depth").predict(x)
+    with torch.no_grad():
+        out = student(normalize(torch.from_numpy(x.transpose(0, 3, 1, 2).copy())))
+    ref = torch.nn.functional.interpolate(out["segm"], size=(64, 64), mode="bilinear", align_corners=False)
+    np.testing.assert_array_equal(segm["segm"], ref.argmax(1).numpy())
+    assert depth["depth"].shape == (2, 64, 64) and load_teacher(str(path), "segm").name == "b"

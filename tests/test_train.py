@@ -147,3 +147,24 @@ def test_gradient_clipping_is_recorded_and_changes_the_step(train_store, tmp_pat
     clipped = load_checkpoint(train(_cfg(train_store, tmp_path, run="clip", epochs=1, grad_clip=1e-3))["checkpoint"])
     assert clipped["config"]["grad_clip"] == 1e-3 and plain["config"]["grad_clip"] == 0.0
     assert any(not torch.equal(plain["model"][k], clipped["model"][k]) for k in plain["model"])
+
+
+def test_a_split_without_any_target_is_refused_before_anything_is_written(empty_store, tmp_path):
+    from stores.sources.base import Frame
+
+    rng = np.random.default_rng(0)
+    with empty_store.append("bare frames", {"kind": "ingest"}) as w:
+        for i in range(8):
+            w.add(Frame(rgb=rng.integers(0, 256, (48, 64, 3), dtype=np.uint8), split="train", name=f"b{i}"))
+    s = empty_store.reopen()
+    with pytest.raises(UserError, match=r"the 8 frame\(s\) of split 'train' have no segm or depth annotation: "
+                                        r"nothing to train on"):
+        train(_cfg(s, tmp_path, run="bare"))
+    assert not (tmp_path / "runs" / "bare").exists() and "train/bare" not in FrameStore.open(s.path).tags()
+
+
+def test_the_encoder_learning_rate_follows_whether_the_encoder_starts_pretrained():
+    assert TrainConfig(store="s").lr_encoder == 1e-2                      # random init: learn as fast as the decoder
+    assert TrainConfig(store="s", pretrained=True).lr_encoder == 1e-3     # fine-tuning ImageNet weights
+    assert TrainConfig(store="s", encoder_weights="w.pth").lr_encoder == 1e-3
+    assert TrainConfig(store="s", lr_encoder=5e-3).lr_encoder == 5e-3

@@ -11,18 +11,40 @@ from pipeline.cli.util import (BATCH, REF, SEED, STORE, TEXT, DeviceType, Finite
 
 
 def merge_options(fn):
-    """Click options of the merge rule (--pseudo, --segm-threshold, --depth-threshold, --depth-override),
-    mapping onto MergePolicy fields.
-    """
+    """Click options of the merge rule; each maps 1:1 onto a MergePolicy field (see policy_from_options)."""
     for opt in reversed([
         click.option("--pseudo", type=TEXT, default=None, help="Pseudo-label set to merge in (default: real targets only)."),
         click.option("--segm-threshold", type=FiniteFloat(0, 1), default=0.5, show_default=True,
                      help="Use a pseudo label where the teacher's confidence >= this."),
-        click.option("--depth-threshold", type=FiniteFloat(0, 1), default=0.0, show_default=True),
+        click.option("--depth-threshold", type=FiniteFloat(0, 1), default=0.0, show_default=True,
+                     help="Use pseudo depth where its confidence (flip-TTA agreement) >= this."),
         click.option("--depth-override", is_flag=True, help="Pseudo depth replaces valid real depth too."),
+        click.option("--pseudo-depth-classes", "depth_classes", type=click.Choice(["all", "observed"]),
+                     default="all", show_default=True,
+                     help="observed: pseudo depth only on classes that carry real depth in the training data "
+                          "(a LiDAR never returns sky, so sky gets none)."),
+        click.option("--depth-anchor", type=click.Choice(["none", "scale"]), default="none", show_default=True,
+                     help="scale: multiply each frame's pseudo depth by median(real / pseudo) over its real pixels."),
+        click.option("--depth-consistency", type=FiniteFloat(0, 100), default=0.0, show_default=True,
+                     help="Drop pseudo depth near real pixels it misses by more than this relative error (0 = off)."),
+        click.option("--depth-max", type=FiniteFloat(0, 1e5), default=0.0, show_default=True,
+                     help="Drop pseudo depth beyond this many metres (0 = no cap)."),
     ]):
         fn = opt(fn)
     return fn
+
+
+MERGE_FIELDS = ("pseudo", "segm_threshold", "depth_threshold", "depth_override", "depth_classes", "depth_anchor",
+                "depth_consistency", "depth_max")
+
+
+def policy_from_options(options: dict):
+    """MergePolicy from (and popped out of) the click options of merge_options."""
+    from stores.merge import MergePolicy
+
+    fields = {k: options.pop(k) for k in MERGE_FIELDS}
+    fields["depth_classes"] = None if fields["depth_classes"] == "all" else fields["depth_classes"]
+    return MergePolicy(**fields)
 
 
 def loop_options(fn):
@@ -44,7 +66,9 @@ def loop_options(fn):
                      show_default=True,
                      help="Random scale range (depth is divided by the scale)."),
         click.option("--no-flip", is_flag=True, help="No random horizontal flips."),
-        click.option("--lr-encoder", type=FiniteFloat(0, 10), default=1e-3, show_default=True),
+        click.option("--lr-encoder", type=FiniteFloat(0, 10), default=None,
+                     help="Encoder learning rate [1e-3 with --pretrained or --encoder-weights (fine-tuning), "
+                          "1e-2 from random initialisation]."),
         click.option("--lr-decoder", type=FiniteFloat(0, 10), default=1e-2, show_default=True),
         click.option("--weight-decay", type=FiniteFloat(0, 1), default=1e-5, show_default=True),
         click.option("--seed", type=SEED, default=0, show_default=True),
@@ -54,32 +78,28 @@ def loop_options(fn):
                      help="auto, cpu, cuda, cuda:1..."),
         click.option("--ckpt-every", type=count(0, 10**8), default=0, show_default=True,
                      help="Checkpoint every N steps (0 = each epoch)."),
+        click.option("--grad-clip", type=FiniteFloat(0, 1e6), default=0.0, show_default=True,
+                     help="Clip the gradients' global L2 norm to this (0 = no clipping)."),
         click.option("--resume", is_flag=True, help="Continue the run from its last checkpoint."),
     ]):
         fn = opt(fn)
     return fn
 
 
-def build_config(store, arch, run, out, ref, split, val_split, epochs, steps, batch_size, crop, scale, no_flip,
-                 lr_encoder, lr_decoder, weight_decay, seed, workers, device, ckpt_every, policy,
-                 task_weights=(("segm", 0.5), ("depth", 0.5)), encoder_weights=None, pretrained=False):
-    """TrainConfig from the loop options plus arch and MergePolicy; --crop is parsed as WIDTHxHEIGHT.
-    UserError for a --scale range that is not 0 < min <= max (or a bad --crop).
-    """
+def build_config(store, arch: dict, run: str, policy, task_weights, **options):
+    """The frozen TrainConfig of a run: the loop options map 1:1 onto its fields, except --scale, --crop
+    and --no-flip (the AugmentConfig) and --val-split '' (no validation). UserError for a --scale range
+    that is not 0 < min <= max."""
     from pipeline.train.augment import AugmentConfig
     from pipeline.train.config import TrainConfig
 
-    if scale[0] <= 0 or scale[1] < scale[0]:
+    (lo, hi), crop, flip = options.pop("scale"), options.pop("crop"), not options.pop("no_flip")
+    if lo <= 0 or hi < lo:
         from stores.errors import UserError
-        raise UserError(f"--scale {scale[0]} {scale[1]}: need 0 < min <= max")
-    return TrainConfig(
-        store=store, run=run, out=out, ref=ref, arch=arch, policy=policy, split=split,
-        val_split=val_split or None, epochs=epochs, steps=steps, batch_size=batch_size,
-        augment=AugmentConfig(scale_min=scale[0], scale_max=scale[1],
-                              crop=crop, flip=not no_flip),
-        lr_encoder=lr_encoder, lr_decoder=lr_decoder, weight_decay=weight_decay, seed=seed, workers=workers,
-        device=device, ckpt_every=ckpt_every, task_weights=task_weights, encoder_weights=encoder_weights,
-        pretrained=pretrained)
+        raise UserError(f"--scale {lo} {hi}: need 0 < min <= max")
+    options["val_split"] = options["val_split"] or None
+    return TrainConfig(store=store, arch=arch, run=run, policy=policy, task_weights=task_weights,
+                       augment=AugmentConfig(scale_min=lo, scale_max=hi, crop=crop, flip=flip), **options)
 
 
 def summarize_run(result: dict) -> None:
@@ -106,24 +126,22 @@ def summarize_run(result: dict) -> None:
               help="Local MobileNet-v2 state dict (e.g. ImageNet weights) for the encoder.")
 @click.option("--pretrained", is_flag=True, help="ImageNet encoder weights through timm (needs network).")
 @user_errors
-def train(store, pseudo, segm_threshold, depth_threshold, depth_override, run, segm_weight, depth_weight,
-          encoder_weights, pretrained, resume, **loop):
+def train(store, run, segm_weight, depth_weight, resume, **options):
     """Train the student (MT-LW-RefineNet) on real targets, merged with a pseudo-label set if given.
 
     \b
     Examples:
       mtdistill train data.ice --run baseline --epochs 20
       mtdistill train data.ice --run distilled --pseudo teachers-v1 --segm-threshold 0.7
+      mtdistill train data.ice --run distilled --pseudo teachers-v1 --pseudo-depth-classes observed \\
+          --depth-anchor scale --grad-clip 10
       mtdistill train data.ice --run distilled --resume
     """
     from pipeline.train.loop import train as run_training
-    from stores.merge import MergePolicy
 
-    policy = MergePolicy(pseudo=pseudo, segm_threshold=segm_threshold, depth_threshold=depth_threshold,
-                         depth_override=depth_override)
-    cfg = build_config(store, {"name": "student"}, run or ("student-" + (pseudo or "real")), policy=policy,
-                       task_weights=(("segm", segm_weight), ("depth", depth_weight)),
-                       encoder_weights=encoder_weights, pretrained=pretrained, **loop)
+    policy = policy_from_options(options)
+    cfg = build_config(store, {"name": "student"}, run or ("student-" + (policy.pseudo or "real")), policy=policy,
+                       task_weights=(("segm", segm_weight), ("depth", depth_weight)), **options)
     summarize_run(run_training(cfg, resume=resume))
 
 

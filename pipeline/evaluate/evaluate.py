@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from student.model import MEAN_RGB, normalize
-from pipeline.evaluate.metrics import DepthMetrics, SegmMetrics
+from pipeline.evaluate.metrics import DepthMetrics, SegmMetrics, iou_table
 from stores.dataset import FrameDataset
 
 
@@ -87,9 +87,11 @@ def evaluate_model(model, store, indices, *, device, tasks=("segm", "depth"), ba
 def format_metrics(res: dict, class_names) -> str:
     """A table for people: headline metrics, then per-class IoU."""
     lines = [f"{res['split']}: {res['frames']} frames (store snapshot {res['snapshot']})"]
-    if "segm" in res:
+    if "segm" in res and res["segm"]["pixels"]:
         s = res["segm"]
-        lines.append(f"  mIoU {100 * (s['miou'] or 0):6.2f} %   pixel accuracy {100 * (s['pixel_acc'] or 0):6.2f} %")
+        lines.append(f"  mIoU {100 * s['miou']:6.2f} %   pixel accuracy {100 * s['pixel_acc']:6.2f} %")
+    elif "segm" in res:
+        lines.append("  segmentation: no ground-truth pixel in this split")
     if "depth" in res:
         d = res["depth"]
         if d["pixels"]:
@@ -98,10 +100,6 @@ def format_metrics(res: dict, class_names) -> str:
             lines.append(f"  delta<1.25 {d['delta1']:.3f}   <1.25^2 {d['delta2']:.3f}   <1.25^3 {d['delta3']:.3f}")
         else:
             lines.append("  depth: no valid ground-truth pixel")
-    if "segm" in res:
-        lines.append("  per-class IoU (%):")
-        ious = res["segm"]["iou"]
-        cells = [f"{n[:14]:<14} {'  -  ' if v is None else f'{100 * v:5.1f}'}" for n, v in zip(class_names, ious)]
-        for i in range(0, len(cells), 4):
-            lines.append("    " + "   ".join(cells[i:i + 4]))
+    if "segm" in res and res["segm"]["pixels"]:
+        lines += iou_table(res["segm"]["iou"], class_names)
     return "\n".join(lines)

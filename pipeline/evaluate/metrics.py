@@ -87,6 +87,15 @@ class SegmMetrics:
         return segm_scores(self.conf, self.missed)
 
 
+def iou_table(ious, class_names, per_row: int = 4) -> list[str]:
+    """Text lines of a per-class IoU table (%), `per_row` classes a line; '-' where a class's IoU is
+    undefined (None or NaN: absent from prediction and ground truth). Used by evaluate and qa."""
+    cells = [f"{n[:14]:<14} {'  -  ' if v is None or v != v else f'{100 * v:5.1f}'}"
+             for n, v in zip(class_names, ious)]
+    return ["  per-class IoU (%):"] + ["    " + "   ".join(cells[i:i + per_row])
+                                        for i in range(0, len(cells), per_row)]
+
+
 # ---- depth -------------------------------------------------------------------------------------
 
 def eigen_crop(height: int, width: int) -> tuple[slice, slice]:

@@ -9,6 +9,10 @@ from pipeline.train.augment import AugmentConfig
 from stores.merge import MergePolicy
 
 
+FINETUNE_LR = 1e-3     # encoder lr for ImageNet-pretrained weights (the paper fine-tunes at 1e-3 / 1e-2)
+SCRATCH_LR = 1e-2      # encoder lr from random initialisation: the encoder must learn as fast as the decoder
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything one training run needs (saved as config.json and in every checkpoint; `--resume` must
@@ -28,7 +32,7 @@ class TrainConfig:
     steps: int = 0                                # fixed step budget (overrides epochs); 0 = epochs decide
     batch_size: int = 6
     augment: AugmentConfig = AugmentConfig()
-    lr_encoder: float = 1e-3
+    lr_encoder: float | None = None               # None: FINETUNE_LR with pretrained weights, else SCRATCH_LR
     lr_decoder: float = 1e-2
     momentum: float = 0.9
     weight_decay: float = 1e-5
@@ -43,6 +47,11 @@ class TrainConfig:
     pretrained: bool = False
     ckpt_every: int = 0                           # steps between checkpoints; 0 = at each epoch end
     stop_after: int = 0                           # stop (as if killed) after this many steps; 0 = never
+
+    def __post_init__(self):
+        if self.lr_encoder is None:
+            pretrained = self.pretrained or self.encoder_weights or self.arch.get("pretrained", False)
+            object.__setattr__(self, "lr_encoder", FINETUNE_LR if pretrained else SCRATCH_LR)
 
     def to_dict(self) -> dict:
         """Plain JSON-ready dict (tuples become lists)."""

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from pipeline.checkpoint import build_model, load_checkpoint, model_tasks, param_groups
-from pipeline.runtime import json_safe, progress_bar, resolve_device
+from pipeline.runtime import console, json_safe, progress_bar, resolve_device
 from pipeline.train.config import TrainConfig, lr_factor
 from pipeline.train.data import AugmentedItems, RunSampler, make_loader
 from stores.dataset import FrameDataset, resolve_policy
@@ -62,8 +62,27 @@ def open_data(cfg: TrainConfig, resume: dict | None) -> tuple[FrameStore, dict, 
     idx = np.concatenate([store.indices(s) for s in cfg.split.split(",")])
     if len(idx) == 0:
         raise UserError(f"{cfg.store}: no frames in split {cfg.split!r} at {cfg.ref}")
+    tasks = model_tasks(arch)
+    check_targets(store, cfg, idx, tasks)
     policy = resolve_policy(cfg.policy, store, idx)
-    return store, arch, model_tasks(arch), FrameDataset(store.path, store.snapshot_id, idx, policy)
+    return store, arch, tasks, FrameDataset(store.path, store.snapshot_id, idx, policy)
+
+
+def check_targets(store: FrameStore, cfg: TrainConfig, idx, tasks) -> None:
+    """Raise UserError when the training frames carry no target for any task the model learns (no real
+    annotation and no pseudo-label set): such a run would train on nothing and report loss 0. A task
+    without any target is named on stderr (its head will not learn)."""
+    root = store.root
+    has = {"segm": bool(root["real/has_segm"][:][idx].any()), "depth": bool(root["real/has_depth"][:][idx].any())}
+    if cfg.policy.pseudo is not None:
+        return                                     # the pseudo set supplies targets (checked by FrameDataset)
+    missing = [t for t in tasks if not has.get(t, False)]
+    if len(missing) == len(tasks):
+        raise UserError(f"{cfg.store}: the {len(idx)} frame(s) of split {cfg.split!r} have no "
+                        f"{' or '.join(missing)} annotation: nothing to train on (ingest annotations or "
+                        f"merge a pseudo-label set with --pseudo NAME)")
+    for t in missing:
+        console.print(f"note: split {cfg.split!r} has no {t} annotation: the {t} head will not learn")
 
 
 def build_run(cfg: TrainConfig, resume: dict | None) -> Run:
