@@ -49,10 +49,14 @@ def run_ingest(store: FrameStore, frames: Iterable[Frame], *, kind: str, source:
                skips: SkipLog, total: int | None = None) -> IngestResult:
     """Append every frame from `frames` in one commit; nothing is committed if anything fails."""
     md = base_metadata("ingest", source_kind=kind, source=source)
+    seen = len(skips.skipped)                       # files left out before this loop (listing, sizing)
     with store.append(f"ingest {kind}: {source.get('path', source.get('preset', ''))}", md) as w:
         with progress_bar(f"ingest {kind}", total) as advance:
             for frame in frames:
                 w.add(frame)
-                advance(1, info=f"new {w.new_frames} dup {w.duplicates}")
+                passed, seen = len(skips.skipped) - seen, len(skips.skipped)   # bad files skipped on the way
+                advance(1 + passed, info=f"new {w.new_frames} dup {w.duplicates}")
+            if len(skips.skipped) > seen:                                      # bad files after the last frame
+                advance(len(skips.skipped) - seen)
         w.metadata["skipped"] = list(skips.skipped)
     return IngestResult(w.snapshot_id, w.added, w.duplicates, list(skips.skipped), w.n)
