@@ -5,7 +5,7 @@ the AppendWriter with a progress bar, and records what was ingested and how in t
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
@@ -22,6 +22,9 @@ class IngestResult:
     duplicates: int
     skipped: list
     total_frames: int
+    annotated: dict = field(default_factory=dict)   # task -> names of existing frames that gained it
+    replaced: dict = field(default_factory=dict)    # task -> names of existing frames whose one was replaced
+    unmatched: list = field(default_factory=list)   # annotation files that paired with no frame
 
 
 def open_or_create(store_path, *, classes: list[dict], frame_size, name: str | None = None) -> FrameStore:
@@ -46,11 +49,14 @@ def check_store_path(store_path) -> None:
 
 
 def run_ingest(store: FrameStore, frames: Iterable[Frame], *, kind: str, source: dict,
-               skips: SkipLog, total: int | None = None) -> IngestResult:
-    """Append every frame from `frames` in one commit; nothing is committed if anything fails."""
-    md = base_metadata("ingest", source_kind=kind, source=source)
+               skips: SkipLog, total: int | None = None, replace: bool = False) -> IngestResult:
+    """Append every frame from `frames` in one commit; annotations of frames already in the store are
+    written into them (a different existing one refused unless `replace`); nothing is committed if
+    anything fails. The commit metadata records skipped files and unmatched annotation files."""
+    md = base_metadata("ingest", source_kind=kind, source=source, unmatched=list(skips.unmatched))
     seen = len(skips.skipped)                       # files left out before this loop (listing, sizing)
-    with store.append(f"ingest {kind}: {source.get('path', source.get('preset', ''))}", md) as w:
+    message = f"ingest {kind}: {source.get('path', source.get('preset', ''))}"
+    with store.append(message, md, replace=replace) as w:
         with progress_bar(f"ingest {kind}", total) as advance:
             for frame in frames:
                 w.add(frame)
@@ -59,4 +65,21 @@ def run_ingest(store: FrameStore, frames: Iterable[Frame], *, kind: str, source:
             if len(skips.skipped) > seen:                                      # bad files after the last frame
                 advance(len(skips.skipped) - seen)
         w.metadata["skipped"] = list(skips.skipped)
-    return IngestResult(w.snapshot_id, w.added, w.duplicates, list(skips.skipped), w.n)
+    return IngestResult(w.snapshot_id, w.added, w.duplicates, list(skips.skipped), w.n,
+                        {t: v for t, v in w.annotated.items() if v}, {t: v for t, v in w.replaced.items() if v},
+                        list(skips.unmatched))
+
+
+def first_frame_size(items: list, path_of, skips: SkipLog) -> tuple[tuple[int, int], list]:
+    """((H, W) of the first image that reads, as a viewer shows it (EXIF orientation applied), the items
+    from that one on). Leading bad images are `skips.fail`ed (an error, or skipped with --skip-bad) and
+    left out of the items, so the progress total stays exact. UserError when no image reads."""
+    from stores.errors import UserError
+    from stores.sources.images import BadInput, image_size
+
+    for k, item in enumerate(items):
+        try:
+            return image_size(path_of(item)), items[k:]
+        except BadInput as bad:
+            skips.fail(bad.path, bad.problem)
+    raise UserError(f"none of the {len(items)} image(s) could be read (all skipped as bad); no store made")

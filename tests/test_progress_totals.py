@@ -13,7 +13,7 @@ from pipeline.demo.run import ingest_plans
 
 
 def test_demo_ingest_totals_are_the_frames_each_plan_yields():
-    cfg = DemoConfig(frames=24, source_frames=10, size=(48, 64), workers=1)
+    cfg = DemoConfig(frames=24, source_frames=10, size=(48, 64), workers=1, segm_fraction=0.5)
     plans = ingest_plans(cfg)
     counts = {name: (sum(1 for _ in frames()), total) for name, (_, frames, total) in plans.items()}
     assert all(n == total for n, total in counts.values()), counts
