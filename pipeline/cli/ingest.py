@@ -68,8 +68,8 @@ def report(result, store_path, as_json: bool) -> None:
 
     if as_json:
         return echo_json({"store": str(store_path), **result.__dict__})
-    updates = [f"{what} {task} to {len(names)} frame(s) already in the store"
-               for what, d in (("added", result.annotated), ("replaced", result.replaced))
+    updates = [f"{task} {what} {len(names)} frame(s) already in the store"
+               for what, d in (("added to", result.annotated), ("replaced on", result.replaced))
                for task, names in sorted(d.items())]
     if result.snapshot_id:
         click.echo(f"ingested {result.added} new frame(s) into {store_path} "
@@ -147,8 +147,9 @@ def parse_classes(text: str) -> list[dict]:
 @click.option("--colormap", type=click.Path(exists=True, dir_okay=False),
               help="JSON colour map for colour-coded labels (default: the store's class colours).")
 @click.option("--color-tolerance", type=click.IntRange(0, 255), default=0, show_default=True)
-@click.option("--classes", "classes_", default="nyud40", show_default=True,
-              help="Class list of a NEW store: nyud40, kitti6, or a JSON file of names.")
+@click.option("--classes", "classes_", default=None,
+              help="Class list of a NEW store: nyud40 (default), kitti6, or a JSON file of names; an existing "
+                   "store keeps its own.")
 @click.option("--split", type=click.Choice(SPLITS), default="train", show_default=True)
 @click.option("--split-file", type=click.Path(exists=True, dir_okay=False), help=SPLIT_FILE_HELP)
 @click.option("--recursive", is_flag=True, help="Also read sub-folders.")
@@ -174,7 +175,11 @@ def folder(path, store, segm, depth, depth_scale, label_format, colormap, color_
                        colormap=colormap, color_tolerance=color_tolerance, depth_scale=depth_scale,
                        split=split, split_file=split_file, fit=fit, segm_suffix=segm_suffix,
                        depth_suffix=depth_suffix)
-    classes = parse_classes(classes_)
+    from stores.repo import FrameStore
+    if classes_ is None and FrameStore.exists(store):
+        classes = FrameStore.open(store).classes
+    else:
+        classes = parse_classes(classes_ or "nyud40")
 
     def iterate(cfg, frame_size, num_classes, skips, items):
         return iter_folder(cfg, frame_size, num_classes, skips, entries=items,
