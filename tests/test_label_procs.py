@@ -31,7 +31,8 @@ def store6(tmp_path) -> FrameStore:
 
 
 def start_label(store, name, slow: float, *extra) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(TESTS), "MTD_SLOW": str(slow)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), str(TESTS.parent)]),  # the code under test
+           "MTD_SLOW": str(slow)}
     cmd = [MTDISTILL, "label", str(store.path), "--teacher", f"segm={SEGM}", "--name", name, "--frames", "all",
            "--commit-every", "1", "--batch-size", "4", *extra]
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
