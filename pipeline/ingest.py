@@ -83,3 +83,19 @@ def first_frame_size(items: list, path_of, skips: SkipLog) -> tuple[tuple[int, i
         except BadInput as bad:
             skips.fail(bad.path, bad.problem)
     raise UserError(f"none of the {len(items)} image(s) could be read (all skipped as bad); no store made")
+
+
+def format_result(r: IngestResult, store_path) -> tuple[list[str], list[str]]:
+    """(lines for stdout, lines for stderr): new frames, annotations written into frames already there,
+    the version; every skipped file and every group of annotation files that paired with no frame."""
+    updates = [f"{task} {what} {len(names)} frame(s) already in the store"
+               for what, d in (("added to", r.annotated), ("replaced on", r.replaced))
+               for task, names in sorted(d.items())]
+    if r.snapshot_id:
+        out = [f"ingested {r.added} new frame(s) into {store_path} ({r.duplicates} already there); "
+               f"{r.total_frames} frames now; version {r.snapshot_id}", *updates]
+    else:
+        out = [f"nothing new: {r.duplicates} frame(s) already in {store_path} with these annotations; "
+               f"no version made"]
+    err = [f"skipped {s['file']}: {s['problem']}" for s in r.skipped]
+    return out, err + SkipLog(unmatched=r.unmatched).unmatched_lines()

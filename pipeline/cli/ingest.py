@@ -62,27 +62,16 @@ def ingest():
 
 
 def report(result, store_path, as_json: bool) -> None:
-    """What the ingest did: new frames, annotations written into frames already there, the version;
-    then (stderr) every skipped file and every group of annotation files that paired with no frame."""
-    from stores.sources.base import SkipLog
+    """What the ingest did (pipeline.ingest.format_result): summary on stdout, skipped and unmatched
+    files on stderr; or the whole result as JSON."""
+    from pipeline.ingest import format_result
 
     if as_json:
         return echo_json({"store": str(store_path), **result.__dict__})
-    updates = [f"{task} {what} {len(names)} frame(s) already in the store"
-               for what, d in (("added to", result.annotated), ("replaced on", result.replaced))
-               for task, names in sorted(d.items())]
-    if result.snapshot_id:
-        click.echo(f"ingested {result.added} new frame(s) into {store_path} "
-                   f"({result.duplicates} already there); {result.total_frames} frames now; "
-                   f"version {result.snapshot_id}")
-        for line in updates:
-            click.echo(line)
-    else:
-        click.echo(f"nothing new: {result.duplicates} frame(s) already in {store_path} with these "
-                   f"annotations; no version made")
-    for s in result.skipped:
-        click.echo(f"skipped {s['file']}: {s['problem']}", err=True)
-    for line in SkipLog(unmatched=result.unmatched).unmatched_lines():
+    out, err = format_result(result, store_path)
+    for line in out:
+        click.echo(line)
+    for line in err:
         click.echo(line, err=True)
 
 

@@ -158,6 +158,16 @@ def check_images(images: Sequence) -> list[Path]:
     return paths
 
 
+def check_options(depth_format: str, depth_range, out) -> None:
+    """UserError naming a bad depth format, depth range (metres) or output path."""
+    if depth_format not in DEPTH_FORMATS:
+        raise UserError(f"depth format {depth_format!r}: choose one of {', '.join(DEPTH_FORMATS)}")
+    if depth_range is not None and not (0 <= depth_range[0] < depth_range[1]):
+        raise UserError(f"depth range {depth_range[0]:g} {depth_range[1]:g}: need 0 <= MIN < MAX (metres)")
+    if Path(out).exists() and not Path(out).is_dir():
+        raise UserError(f"{out}: exists and is not a directory")
+
+
 def predict_files(checkpoint, images: Sequence, out, device: str = "auto", threads: int | None = None,
                   depth_range: tuple[float, float] | None = None, depth_format: str = "png",
                   progress=None, amp: bool = False, overwrite: bool = False) -> list[dict]:
@@ -170,14 +180,8 @@ def predict_files(checkpoint, images: Sequence, out, device: str = "auto", threa
     progress: optional `progress(description, total, unit=...)` context manager yielding advance(n)."""
     from pipeline.runtime import resolve_device
 
-    if depth_format not in DEPTH_FORMATS:
-        raise UserError(f"depth format {depth_format!r}: choose one of {', '.join(DEPTH_FORMATS)}")
-    if depth_range is not None and not (0 <= depth_range[0] < depth_range[1]):
-        raise UserError(f"depth range {depth_range[0]:g} {depth_range[1]:g}: need 0 <= MIN < MAX (metres)")
-    images = check_images(images)
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"{out}: exists and is not a directory")
+    check_options(depth_format, depth_range, out)
+    images, out = check_images(images), Path(out)
     names = output_names(images)
     taken = set(check_free(out, names, depth_format, overwrite))
     model, classes = load_predictor(checkpoint)

@@ -77,43 +77,54 @@ def labeled_frames(store, name: str, split: str | None) -> np.ndarray:
     return idx[ok[idx]]
 
 
+class _Tally:
+    """What quality_report accumulates shard by shard."""
+
+    def __init__(self, num_classes: int):
+        self.segm, self.calib, self.depth = SegmMetrics(num_classes), Calibration(), DepthMetrics()
+        self.cover = {"segm": [0, 0], "depth": [0, 0]}                 # [pseudo-labeled, real] pixels
+        self.used = {"segm": 0, "depth": 0}                            # frames with the real target
+
+    def add(self, store, g, task: str, idx: np.ndarray) -> None:
+        """Frames `idx` (sorted, inside one shard) that have the real target of `task`."""
+        self.used[task] += len(idx)
+        lo, hi = int(idx.min()), int(idx.max()) + 1
+        rel = idx - lo
+        if task == "segm":
+            real, pseudo, conf = (store.root["real/segm"][lo:hi][rel], g["segm"][lo:hi][rel],
+                                  g["conf"][lo:hi][rel])
+            valid, both = real != 255, (real != 255) & (pseudo != 255)
+            self.segm.update(pseudo, real)             # 255 on either side is ignored
+            self.calib.update(conf[both], pseudo[both] == real[both])
+            self.cover["segm"][0] += int(both.sum())
+            self.cover["segm"][1] += int(valid.sum())
+        else:
+            real = store.root["real/depth"][lo:hi][rel]
+            pseudo = g["depth"][lo:hi][rel].astype(np.float32)
+            both = (real > 0) & (pseudo > 0)
+            self.depth.update(pseudo, np.where(both, real, 0))
+            self.cover["depth"][0] += int(both.sum())
+            self.cover["depth"][1] += int((real > 0).sum())
+
+    def coverage(self, task: str) -> float:
+        return self.cover[task][0] / max(self.cover[task][1], 1)
+
+
 def quality_report(store, name: str, split: str | None = None) -> dict:
-    """Pseudo vs real on every labeled frame that has the real target (module docstring)."""
+    """Pseudo vs real on every labeled frame that has the real target (module docstring). A task with no
+    pixel to compare is left out and named in "not_measured" with the reason; UserError when no task
+    has one (e.g. a set labeled with --frames missing: frames with real targets got no pseudo-label)."""
     g = store.pseudo(name)
     tasks = list(g.attrs.get("tasks", ["segm", "depth"]))
     frames = labeled_frames(store, name, split)
     has = {"segm": store.root["real/has_segm"][:], "depth": store.root["real/has_depth"][:]}
-    segm, calib = SegmMetrics(store.num_classes), Calibration()
-    depth = DepthMetrics()
-    cover = {"segm": [0, 0], "depth": [0, 0]}                           # [pseudo-labeled, real] pixels
-    used = {"segm": 0, "depth": 0}
-    s = store.shard_frames
+    tally, s = _Tally(store.num_classes), store.shard_frames
     for start in range(0, store.num_frames, s):                          # one shard at a time
         sel = frames[(frames >= start) & (frames < start + s)]
         for task in tasks:
-            idx = sel[has[task][sel]]
-            if len(idx) == 0:
-                continue
-            used[task] += len(idx)
-            lo, hi = int(idx.min()), int(idx.max()) + 1
-            rel = idx - lo
-            if task == "segm":
-                real, pseudo, conf = (store.root["real/segm"][lo:hi][rel], g["segm"][lo:hi][rel],
-                                      g["conf"][lo:hi][rel])
-                valid, both = real != 255, (real != 255) & (pseudo != 255)
-                segm.update(pseudo, real)             # 255 on either side is ignored
-                calib.update(conf[both], pseudo[both] == real[both])
-                cover["segm"][0] += int(both.sum())
-                cover["segm"][1] += int(valid.sum())
-            else:
-                real = store.root["real/depth"][lo:hi][rel]
-                pseudo = g["depth"][lo:hi][rel].astype(np.float32)
-                both = (real > 0) & (pseudo > 0)
-                depth.update(pseudo, np.where(both, real, 0))
-                cover["depth"][0] += int(both.sum())
-                cover["depth"][1] += int((real > 0).sum())
-    compared = {"segm": cover["segm"][0], "depth": cover["depth"][0]}
-    missing = {t: _not_measured(t, used[t]) for t in tasks if not compared.get(t)}
+            if has[task][sel].any():
+                tally.add(store, g, task, sel[has[task][sel]])
+    missing = {t: _not_measured(t, tally.used[t]) for t in tasks if not tally.cover[t][0]}
     if len(missing) == len(tasks):
         raise UserError(f"{store.path}: pseudo set {name!r}{f' in split {split!r}' if split else ''}: "
                         + "; ".join(missing.values()) + "; nothing to measure the teacher on "
@@ -121,13 +132,11 @@ def quality_report(store, name: str, split: str | None = None) -> dict:
     out = {"store": str(store.path), "snapshot": store.snapshot_id, "pseudo": name, "split": split,
            "teachers": dict(g.attrs.get("teachers", {})), "labeled_frames": int(len(frames)),
            "not_measured": missing}
-    if compared["segm"]:
-        out["segm"] = {**segm.compute(), "frames": used["segm"],
-                       "coverage": cover["segm"][0] / max(cover["segm"][1], 1),
-                       "calibration": calib.summary()}
-    if compared["depth"]:
-        out["depth"] = {**depth.compute(), "frames": used["depth"],
-                        "coverage": cover["depth"][0] / max(cover["depth"][1], 1)}
+    if "segm" in tasks and "segm" not in missing:
+        out["segm"] = {**tally.segm.compute(), "frames": tally.used["segm"], "coverage": tally.coverage("segm"),
+                       "calibration": tally.calib.summary()}
+    if "depth" in tasks and "depth" not in missing:
+        out["depth"] = {**tally.depth.compute(), "frames": tally.used["depth"], "coverage": tally.coverage("depth")}
     return out
 
 
