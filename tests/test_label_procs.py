@@ -38,6 +38,16 @@ def start_label(store, name, slow: float, *extra) -> subprocess.Popen:
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
 
 
+def both_registered(address) -> bool:
+    """Whether the scheduler holds the worker plugins of label jobs a and b (registered after each job
+    checked its teacher and created its pseudo set; their warm-ups then wait for the hold file)."""
+    from distributed import Client
+
+    with Client(address, timeout="10s") as c:
+        names = c.run_on_scheduler(lambda dask_scheduler: list(dask_scheduler.worker_plugins))
+    return all(any(n.startswith(f"mtdistill-label-{job}-") for n in names) for job in ("a", "b"))
+
+
 def stop(procs) -> None:
     """Kill what a failed test left running (each job runs in its own process group)."""
     for p in procs:
@@ -95,9 +105,10 @@ def test_two_jobs_with_other_names_at_once(store6, cluster, slow_file):
     try:
         procs += [start_label(store6, name, 0, "--scheduler", cluster) for name in ("a", "b")]
         deadline = time.time() + 90
-        while not all(name in FrameStore.open(store6.path).pseudo_sets() for name in ("a", "b")):
+        while not both_registered(cluster):           # both jobs' teachers reached the workers (and wait)
             assert all(p.poll() is None for p in procs) and time.time() < deadline
             time.sleep(0.1)
+        assert all(name in FrameStore.open(store6.path).pseudo_sets() for name in ("a", "b"))
         hold.unlink()
         outs = [p.communicate(timeout=120)[0].decode() for p in procs]
     finally:

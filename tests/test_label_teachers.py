@@ -62,13 +62,10 @@ class Probe(nn.Module):
 
 
 def in_worker() -> bool:
-    """True inside a dask worker (not in the coordinating `mtdistill label` process)."""
-    from distributed import get_worker
-    try:
-        get_worker()
-    except ValueError:
-        return False
-    return True
+    """True inside a dask worker process (tasks and plugin warm-ups alike), False in the coordinating
+    `mtdistill label` process."""
+    from distributed.worker import Worker
+    return bool(Worker._instances)
 
 
 def slowness() -> float:

@@ -181,7 +181,7 @@ def nothing_matched(folder: AnnotationFolder, files, unmatched) -> str:
     parts = [f"{len(ps)} x {why} ({', '.join(p.name for p in ps[:SHOWN])}{', ...' if len(ps) > SHOWN else ''})"
              for why, ps in reasons.items()]
     hint = (f"suffix {folder.suffix!r}" if folder.suffix else
-            f"same names as the images, or a suffix {'/'.join(ANNOTATION_SUFFIXES)}; another suffix: "
+            f"same names as the images, or a suffix {'/'.join(folder.usual)}; another suffix: "
             f"--{'segm' if folder.what == 'segmentation' else 'depth'}-suffix")
     return f"none of its {len(files)} file(s) is the {folder.what} of a frame ({hint}): " + "; ".join(parts)
 
