@@ -87,6 +87,10 @@ def test_explicit_suffix_and_labels_beside_their_images(tmp_path):
     s = FrameStore.open(tmp_path / "s.ice")
     assert s.num_frames == 3 and s.root["real/has_segm"][:].all()      # labels are not frames
     assert "not ingested" not in r.output
+    for bad in ("", "a/b"):
+        (line,) = error_lines(run("ingest", "folder", img, tmp_path / "t.ice", "--segm", img, "--segm-suffix", bad,
+                                  ok=False))
+        assert f"bad segm_suffix {bad!r}" in line
 
 
 def test_jpeg_labels_are_refused_with_the_reason_and_no_store_is_made(tmp_path):

@@ -237,3 +237,20 @@ def test_predict_keeps_input_folders_and_never_overwrites_silently(ckpt, images,
     recs = json.loads(r.stdout)                                                 # the repeated path: once
     assert [rec["replaced"] for rec in recs] == [True, True]
     assert recs[1]["files"]["panel"] == str(out / "cam_right/frame_panel.png")
+
+
+def test_fp32_unless_amp_and_the_flag_reaches_both_commands(ckpt, images, store, tmp_path, monkeypatch):
+    import pipeline.deploy.predict as pred_mod
+    import pipeline.evaluate.evaluate as ev
+    from pipeline.evaluate.evaluate import autocast_enabled
+
+    assert not autocast_enabled("cuda", False) and not autocast_enabled("cuda:1", False)
+    assert autocast_enabled("cuda:0", True) and not autocast_enabled("cpu", True)
+    seen = []
+    monkeypatch.setattr(pred_mod, "predict_files", lambda *a, **kw: seen.append(kw["amp"]) or [])
+    monkeypatch.setattr(ev, "evaluate_model", lambda *a, **kw: seen.append(kw["amp"]) or {"frames": 0})
+    run("predict", ckpt, images[0], "--out", tmp_path / "o")
+    run("predict", ckpt, images[0], "--out", tmp_path / "o", "--amp")
+    run("evaluate", store.path, ckpt, "--split", "train", "--device", "cpu")
+    run("evaluate", store.path, ckpt, "--split", "train", "--device", "cpu", "--amp")
+    assert seen == [False, True, False, True]

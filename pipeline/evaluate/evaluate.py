@@ -25,6 +25,12 @@ def padded_size(h: int, w: int, multiple: int = PAD_MULTIPLE, min_size: int = MI
     return tuple(max(min_size, math.ceil(v / multiple) * multiple) for v in (h, w))
 
 
+def autocast_enabled(device, amp: bool) -> bool:
+    """bf16 autocast only when asked for (`--amp`) and on CUDA; fp32 otherwise, so metrics and pictures
+    of a checkpoint are the same on every device."""
+    return bool(amp) and torch.device(device).type == "cuda"
+
+
 @torch.inference_mode()
 def predict(model, rgb: torch.Tensor, device, multiple: int = PAD_MULTIPLE, min_size: int = MIN_SIZE,
             amp: bool = False) -> dict:
@@ -45,7 +51,7 @@ def predict(model, rgb: torch.Tensor, device, multiple: int = PAD_MULTIPLE, min_
     x = normalize(rgb.to(device))
     if device.type == "cuda":
         x = x.contiguous(memory_format=torch.channels_last)
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda"):
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast_enabled(device, amp)):
         out = model(x)
     res = {}
     if "segm" in out:
