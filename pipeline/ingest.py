@@ -6,7 +6,7 @@ the AppendWriter with a progress bar, and records what was ingested and how in t
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
@@ -27,6 +27,9 @@ class IngestResult:
     duplicates: int
     skipped: list
     total_frames: int
+    annotated: dict = field(default_factory=dict)   # task -> names of existing frames that gained it
+    replaced: dict = field(default_factory=dict)    # task -> names of existing frames whose one was replaced
+    unmatched: list = field(default_factory=list)   # annotation files that paired with no frame
 
 
 def open_or_create(store_path, *, classes: list[dict], frame_size, name: str | None = None,
@@ -59,20 +62,20 @@ def check_store_path(store_path) -> None:
 
 
 def run_ingest(store: FrameStore, frames: Iterable[Frame], *, kind: str, source: dict,
-               skips: SkipLog, total: int | None = None) -> IngestResult:
-    """Append every frame from `frames` in one commit; nothing is committed if anything fails. A store
+               skips: SkipLog, total: int | None = None, replace: bool = False) -> IngestResult:
+    """Append every frame from `frames` in one commit; annotations of frames already in the store are
+    written into them (a different existing one refused unless `replace`); nothing is committed if
+    anything fails. The commit metadata records skipped files and unmatched annotation files. A store
     that open_or_create made for this ingest is removed again when the ingest fails (unless another
     process wrote to it meanwhile). A full or read-only disk is one StoreError naming the store, saying
     nothing was committed and how many chunk files of the failed write are left."""
-    md = base_metadata("ingest", source_kind=kind, source=source)
+    md = base_metadata("ingest", source_kind=kind, source=source, unmatched=list(skips.unmatched))
     started = time.time()
     try:
         with storage_errors(store.path, "nothing was committed"), \
-                store.append(f"ingest {kind}: {source.get('path', source.get('preset', ''))}", md) as w:
-            with progress_bar(f"ingest {kind}", total) as advance:
-                for frame in frames:
-                    w.add(frame)
-                    advance(1, info=f"new {w.new_frames} dup {w.duplicates}")
+                store.append(f"ingest {kind}: {source.get('path', source.get('preset', ''))}", md,
+                             replace=replace) as w:
+            add_all(w, frames, skips, kind, total)
             w.metadata["skipped"] = list(skips.skipped)
     except BaseException as e:
         removed = discard_new(store)
@@ -80,7 +83,22 @@ def run_ingest(store: FrameStore, frames: Iterable[Frame], *, kind: str, source:
             raise StoreError(str(e) + ("; the new store was removed" if removed else
                                        leftover_note(store.path, started))) from None
         raise
-    return IngestResult(w.snapshot_id, w.added, w.duplicates, list(skips.skipped), w.n)
+    return IngestResult(w.snapshot_id, w.added, w.duplicates, list(skips.skipped), w.n,
+                        {t: v for t, v in w.annotated.items() if v}, {t: v for t, v in w.replaced.items() if v},
+                        list(skips.unmatched))
+
+
+def add_all(w, frames: Iterable[Frame], skips: SkipLog, kind: str, total: int | None) -> None:
+    """Add every frame to the append writer `w` under a progress bar that counts the bad files skipped on
+    the way too, so the bar ends exactly at `total`."""
+    seen = len(skips.skipped)                       # files left out before this loop (listing, sizing)
+    with progress_bar(f"ingest {kind}", total) as advance:
+        for frame in frames:
+            w.add(frame)
+            passed, seen = len(skips.skipped) - seen, len(skips.skipped)   # bad files skipped on the way
+            advance(1 + passed, info=f"new {w.new_frames} dup {w.duplicates}")
+        if len(skips.skipped) > seen:                                      # bad files after the last frame
+            advance(len(skips.skipped) - seen)
 
 
 def discard_new(store: FrameStore) -> bool:
@@ -101,3 +119,34 @@ def leftover_note(store_path, since: float) -> str:
     size = sum(p.stat().st_size for p in files)
     return (f"; {len(files)} chunk file(s) ({size} bytes) of the failed write are left in {chunks} "
             f"(no version refers to them)")
+
+
+def first_frame_size(items: list, path_of, skips: SkipLog) -> tuple[tuple[int, int], list]:
+    """((H, W) of the first image that reads, as a viewer shows it (EXIF orientation applied), the items
+    from that one on). Leading bad images are `skips.fail`ed (an error, or skipped with --skip-bad) and
+    left out of the items, so the progress total stays exact. UserError when no image reads."""
+    from stores.errors import UserError
+    from stores.sources.images import BadInput, image_size
+
+    for k, item in enumerate(items):
+        try:
+            return image_size(path_of(item)), items[k:]
+        except BadInput as bad:
+            skips.fail(bad.path, bad.problem)
+    raise UserError(f"none of the {len(items)} image(s) could be read (all skipped as bad); no store made")
+
+
+def format_result(r: IngestResult, store_path) -> tuple[list[str], list[str]]:
+    """(lines for stdout, lines for stderr): new frames, annotations written into frames already there,
+    the version; every skipped file and every group of annotation files that paired with no frame."""
+    updates = [f"{task} {what} {len(names)} frame(s) already in the store"
+               for what, d in (("added to", r.annotated), ("replaced on", r.replaced))
+               for task, names in sorted(d.items())]
+    if r.snapshot_id:
+        out = [f"ingested {r.added} new frame(s) into {store_path} ({r.duplicates} already there); "
+               f"{r.total_frames} frames now; version {r.snapshot_id}", *updates]
+    else:
+        out = [f"nothing new: {r.duplicates} frame(s) already in {store_path} with these annotations; "
+               f"no version made"]
+    err = [f"skipped {s['file']}: {s['problem']}" for s in r.skipped]
+    return out, err + SkipLog(unmatched=r.unmatched).unmatched_lines()

@@ -218,10 +218,11 @@ class FrameStore:
             except ic.RebaseFailedError as e:
                 raise StoreError(f"{self.path}: commit conflicts with a concurrent change: {e}") from None
 
-    def append(self, message: str, metadata: dict, branch: str = "main"):
-        """An `AppendWriter` context: add frames inside `with`, one commit (message, metadata) on a clean exit."""
+    def append(self, message: str, metadata: dict, branch: str = "main", replace: bool = False):
+        """An AppendWriter (stores/writer.py): new frames appended, annotations of frames already stored
+        written into them; a different existing annotation is refused unless `replace`."""
         from stores.writer import AppendWriter
-        return AppendWriter(self, message, metadata, branch)
+        return AppendWriter(self, message, metadata, branch, replace=replace)
 
     # ---- versions ----------------------------------------------------------------------------
     def resolve(self, ref: str) -> str:

@@ -2,8 +2,11 @@
 
 Used by every ingest. Holds the store's append lock for its whole life (two ingests never claim the
 same indices) and the commit lock only while committing. Frames already in the store (same content
-key) are skipped. An exception inside the `with` block discards everything: the branch stays at its
-last commit.
+key) are not added again, but annotations they bring are written into them (annotations that arrive
+after their frames): a frame without that annotation gains it, the same annotation is a no-op, a
+different one is refused unless `replace`; the commit metadata lists which frames gained (or had
+replaced) which annotation. An exception inside the `with` block discards everything: the branch
+stays at its last commit.
 """
 from __future__ import annotations
 
@@ -16,6 +19,9 @@ from stores.schema import FRAME_ARRAYS, SPLIT_CODES, content_key
 from stores.sources.base import Frame
 
 
+TASKS = ("segm", "depth")
+
+
 class AppendWriter:
     """Context manager from `FrameStore.append`: `add(frame)` queues frames, flushes whenever the store's end
     reaches a shard boundary, and commits once on a clean exit (`snapshot_id`; None when nothing was new).
@@ -23,9 +29,12 @@ class AppendWriter:
     StoreError from `add` when a frame does not fit: rgb not uint8 (H, W, 3), segm not uint8 (H, W) with ids
     < num_classes or 255, depth not (H, W) finite and >= 0, or an unknown split.
     """
-    def __init__(self, store, message: str, metadata: dict, branch: str = "main"):
+    def __init__(self, store, message: str, metadata: dict, branch: str = "main", replace: bool = False):
         self.store, self.message, self.metadata, self.branch = store, message, dict(metadata), branch
+        self.replace = replace
         self.added = self.duplicates = 0
+        self.annotated: dict[str, list[str]] = {t: [] for t in TASKS}   # existing frames that gained one
+        self.replaced: dict[str, list[str]] = {t: [] for t in TASKS}
         self.snapshot_id: str | None = None
         self._lock = append_lock(store.path)
 
@@ -39,7 +48,7 @@ class AppendWriter:
             self.shard = int(self.root.attrs["shard_frames"])
             self.num_classes = len(self.root.attrs["classes"])
             self.start = self.n = self.root["frames/rgb"].shape[0]
-            self.keys = {bytes(k) for k in self.root["frames/key"][:]}
+            self.index = {bytes(k): i for i, k in enumerate(self.root["frames/key"][:])}
             self._buf: list[tuple[Frame, bytes]] = []
         except BaseException:
             self._lock.__exit__(None, None, None)
@@ -50,13 +59,24 @@ class AppendWriter:
         try:
             if exc_type is None:
                 self._flush()
-                if self.added:
+                if self.added or self.updated:
                     md = {**self.metadata, "frames_added": self.added, "duplicates": self.duplicates,
-                          "range": [self.start, self.n]}
-                    self.snapshot_id = self.store.commit(self.session, self.message, md)
+                          "range": [self.start, self.n],
+                          "annotations_added": {t: v for t, v in self.annotated.items() if v},
+                          "annotations_replaced": {t: v for t, v in self.replaced.items() if v}}
+                    note = ", ".join(f"{t} {'added to' if d is self.annotated else 'replaced on'} {len(v)} "
+                                     f"existing frame(s)" for d in (self.annotated, self.replaced)
+                                     for t, v in d.items() if v)
+                    message = self.message + (f" ({note})" if note else "")
+                    self.snapshot_id = self.store.commit(self.session, message, md)
         finally:
             self._lock.__exit__(None, None, None)
         return False
+
+    @property
+    def updated(self) -> int:
+        """Annotations written into frames that were already in the store."""
+        return sum(len(v) for d in (self.annotated, self.replaced) for v in d.values())
 
     @property
     def new_frames(self) -> int:
@@ -65,17 +85,44 @@ class AppendWriter:
 
     # ---- adding ------------------------------------------------------------------------------
     def add(self, frame: Frame) -> bool:
-        """Queue one frame; False if its content is already in the store (nothing added)."""
+        """Queue one frame; False if its content is already in the store (no frame added; its
+        annotations go into the stored frame, see the module docstring)."""
         self._check(frame)
         key = content_key(frame.rgb)
-        if key in self.keys:
+        if key in self.index:
             self.duplicates += 1
+            self._annotate(self.index[key], frame)
             return False
-        self.keys.add(key)
+        self.index[key] = self.n + len(self._buf)
         self._buf.append((frame, key))
         if (self.n + len(self._buf)) % self.shard == 0:  # writes stay shard-aligned
             self._flush()
         return True
+
+    def _annotate(self, i: int, frame: Frame) -> None:
+        """Write `frame`'s annotations into frame i (stored, or still queued in this writer)."""
+        queued = self._buf[i - self.n][0] if i >= self.n else None
+        for task in TASKS:
+            new = getattr(frame, task)
+            if new is None:
+                continue
+            if queued is not None:
+                old = getattr(queued, task)
+            else:
+                old = self.root[f"real/{task}"][i] if self.root[f"real/has_{task}"][i] else None
+            if old is not None and np.array_equal(old, new):
+                continue
+            name = queued.name if queued is not None else str(self.root["frames/name"][i])
+            if old is not None and not self.replace:
+                where = "this ingest" if queued is not None else "the store"
+                raise StoreError(f"{frame.name}: frame {i} ({name}) already has a different {task} "
+                                 f"annotation in {where}; use --replace to overwrite it")
+            if queued is not None:                        # the same picture twice in this ingest
+                setattr(queued, task, new)
+                continue
+            (self.replaced if old is not None else self.annotated)[task].append(name)
+            self.root[f"real/{task}"][i] = new.astype(self.root[f"real/{task}"].dtype)
+            self.root[f"real/has_{task}"][i] = True
 
     def _check(self, f: Frame) -> None:
         hw = (self.h, self.w)

@@ -103,6 +103,40 @@ class Teacher:
             return list(self.remap.store_classes) if self.remap.store_classes else None
         return self.classes
 
+    def output_classes(self, size=(64, 64)) -> int:
+        """Channels of the model's segmentation output, from one forward pass on a noise frame of (H, W) =
+        `size` (the store's frame size: some exported models take only that). UserError naming the
+        teacher if the model cannot run on it."""
+        gen = torch.Generator().manual_seed(0)
+        rgb = torch.randint(0, 256, (1, *size, 3), generator=gen, dtype=torch.uint8).to(self.device)
+        try:
+            with torch.inference_mode():
+                return int(self._dense(self._normalise(rgb)).shape[1])
+        except UserError:
+            raise
+        except Exception as e:  # any model error: the user needs its name and the first line
+            first = (str(e).strip().splitlines() or [""])[0]
+            raise UserError(f"{self.name}: cannot run on a {size[1]}x{size[0]} frame to check its classes "
+                            f"({type(e).__name__}: {first})") from None
+
+    def check_classes(self, store_classes, size=(64, 64)) -> None:
+        """Before labeling: the model's class count must be what the remap takes (its teacher classes),
+        else the teacher's own class list, else the store's classes. UserError naming the teacher, the
+        counts and what to give otherwise; a no-op for depth teachers."""
+        if self.task != "segm":
+            return
+        got = self.output_classes(size)
+        names = class_names(store_classes)
+        if self.remap is not None:
+            want, what = len(self.remap.table), f"the remap {self.remap.source} maps {len(self.remap.table)}"
+        elif self.classes is not None:
+            want, what = len(self.classes), f"its class list names {len(self.classes)}"
+        else:
+            want, what = len(names), f"the store has {len(names)} ({', '.join(names[:3])}, ...) and no remap is given"
+        if got != want:
+            hint = "" if self.remap is not None else "; give --remap FILE mapping its classes to the store's"
+            raise UserError(f"{self.name}: the teacher outputs {got} classes but {what}{hint}")
+
     def provenance(self) -> dict:
         """What a label commit records about this teacher."""
         remap = None if self.remap is None else {"source": self.remap.source, "table": list(self.remap.table)}

@@ -9,7 +9,6 @@ import sys
 import time
 
 import psutil
-import pytest
 
 from conftest import ingest, random_frames
 

@@ -31,10 +31,21 @@ def store6(tmp_path) -> FrameStore:
 
 
 def start_label(store, name, slow: float, *extra) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(TESTS), "MTD_SLOW": str(slow)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), str(TESTS.parent)]),  # the code under test
+           "MTD_SLOW": str(slow)}
     cmd = [MTDISTILL, "label", str(store.path), "--teacher", f"segm={SEGM}", "--name", name, "--frames", "all",
            "--commit-every", "1", "--batch-size", "4", *extra]
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def both_registered(address) -> bool:
+    """Whether the scheduler holds the worker plugins of label jobs a and b (registered after each job
+    checked its teacher and created its pseudo set; their warm-ups then wait for the hold file)."""
+    from distributed import Client
+
+    with Client(address, timeout="10s") as c:
+        names = c.run_on_scheduler(lambda dask_scheduler: list(dask_scheduler.worker_plugins))
+    return all(any(n.startswith(f"mtdistill-label-{job}-") for n in names) for job in ("a", "b"))
 
 
 def stop(procs) -> None:
@@ -94,9 +105,10 @@ def test_two_jobs_with_other_names_at_once(store6, cluster, slow_file):
     try:
         procs += [start_label(store6, name, 0, "--scheduler", cluster) for name in ("a", "b")]
         deadline = time.time() + 90
-        while not all(name in FrameStore.open(store6.path).pseudo_sets() for name in ("a", "b")):
+        while not both_registered(cluster):           # both jobs' teachers reached the workers (and wait)
             assert all(p.poll() is None for p in procs) and time.time() < deadline
             time.sleep(0.1)
+        assert all(name in FrameStore.open(store6.path).pseudo_sets() for name in ("a", "b"))
         hold.unlink()
         outs = [p.communicate(timeout=120)[0].decode() for p in procs]
         assert [p.returncode for p in procs[-2:]] == [0, 0], outs

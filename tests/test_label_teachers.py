@@ -7,7 +7,7 @@ Entry points `module:function` (for `label --teacher segm=test_label_teachers:ti
 - fragile_segm: tiny_segm that raises on a constant (e.g. black) frame while the file named by
   $MTD_FAIL_FILE exists: a "bad frame" that a fix (removing the file) makes good again.
 Set $MTD_SLOW (seconds), or write seconds into the file named by $MTD_SLOW_FILE, to make every forward
-sleep, so a run can be killed midway; forwards wait while the file $MTD_HOLD_FILE exists.
+sleep, so a run can be killed midway; forwards in dask workers wait while the file $MTD_HOLD_FILE exists.
 """
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ class Probe(nn.Module):
 
     def forward(self, x):
         hold = os.environ.get("MTD_HOLD_FILE")
-        while hold and Path(hold).exists():
+        while hold and Path(hold).exists() and in_worker():   # the coordinator's class check runs on
             time.sleep(0.05)
         time.sleep(slowness())
         fail = os.environ.get("MTD_FAIL_FILE")
@@ -59,6 +59,13 @@ class Probe(nn.Module):
         cue = self.mix(F.adaptive_avg_pool2d(x, y.shape[-2:]))         # (B, C, h, w)
         cue = cue + self.ramp.view(1, -1, 1, 1) * torch.linspace(-1, 1, y.shape[-1], device=x.device)
         return {task: y + cue if task == "segm" else y * (1 + torch.sigmoid(cue))}
+
+
+def in_worker() -> bool:
+    """True inside a dask worker process (tasks and plugin warm-ups alike), False in the coordinating
+    `mtdistill label` process."""
+    from distributed.worker import Worker
+    return bool(Worker._instances)
 
 
 def slowness() -> float:

@@ -132,7 +132,9 @@ def test_classes_and_names():
     assert classes_of({}, 40) is NYUD40 and classes_of({}, 6) is KITTI6
     assert [c["name"] for c in classes_of({"classes": "junk"}, 3)] == ["class 0", "class 1", "class 2"]
     assert classes_of({"classes": CLASSES}, 5) is CLASSES
-    assert output_names(["a/x.png", "b/x.jpg", "y.png"]) == ["x", "x-2", "y"]
+    assert output_names(["a/x.png", "b/x.jpg", "y.png"]) == ["a/x", "b/x", "y"]
+    assert output_names(["d/x.png", "d/x.jpg", "d/y.png"]) == ["x-png", "x-jpg", "y"]
+    assert output_names(["d/e/x.png"]) == ["x"]
     mm, clipped = depth_to_mm(np.array([[0.0, 1.2344, 70.0]], np.float32))
     assert mm.tolist() == [[0, 1234, 65535]] and clipped == 1
 
@@ -211,3 +213,46 @@ def test_evaluate_and_predict_give_the_same_prediction_at_an_odd_size(student, t
     d.update(pred["depth"][None], depth[None])
     assert res["segm"]["miou"] == pytest.approx(s.compute()["miou"])
     assert res["depth"]["rmse"] == pytest.approx(d.compute()["rmse"], rel=1e-6)
+
+
+def test_predict_keeps_input_folders_and_never_overwrites_silently(ckpt, images, tmp_path):
+    """cam_left/frame.png, cam_left/frame-2.png, cam_right/frame.png: 15 distinct files, none lost."""
+    src = tmp_path / "in"
+    for rel, im in (("cam_left/frame.png", images[0]), ("cam_left/frame-2.png", images[1]),
+                    ("cam_right/frame.png", images[2])):
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        (src / rel).write_bytes(im.read_bytes())
+    inputs = [src / "cam_left/frame.png", src / "cam_left/frame-2.png", src / "cam_right/frame.png"]
+    out = tmp_path / "o"
+    r = run("predict", ckpt, *inputs, "--out", out)
+    written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert len(written) == 15 and "cam_right/frame_panel.png" in written and "cam_left/frame-2_segm.png" in written
+    assert Image.open(out / "cam_right/frame_segm.png").size == (70, 130)      # the RGBA image, not another
+    assert Image.open(out / "cam_left/frame-2_segm.png").size == (97, 45)
+    assert f"wrote 15 files for 3 image(s) under {out}" in r.stdout
+    before = (out / "cam_left/frame_segm.png").read_bytes()
+    r = run("predict", ckpt, inputs[0], inputs[2], "--out", out, ok=False)     # same names again: refused
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "10 output file(s) already exist" in lines[0] and "--overwrite" in lines[0]
+    assert (out / "cam_left/frame_segm.png").read_bytes() == before
+    r = run("predict", ckpt, inputs[1], inputs[2], inputs[2], "--out", out, "--overwrite", "--json")
+    recs = json.loads(r.stdout)                                                 # the repeated path: once
+    assert [rec["replaced"] for rec in recs] == [True, True]
+    assert recs[1]["files"]["panel"] == str(out / "cam_right/frame_panel.png")
+
+
+def test_fp32_unless_amp_and_the_flag_reaches_both_commands(ckpt, images, store, tmp_path, monkeypatch):
+    import pipeline.deploy.predict as pred_mod
+    import pipeline.evaluate.evaluate as ev
+    from pipeline.evaluate.evaluate import autocast_enabled
+
+    assert not autocast_enabled("cuda", False) and not autocast_enabled("cuda:1", False)
+    assert autocast_enabled("cuda:0", True) and not autocast_enabled("cpu", True)
+    seen = []
+    monkeypatch.setattr(pred_mod, "predict_files", lambda *a, **kw: seen.append(kw["amp"]) or [])
+    monkeypatch.setattr(ev, "evaluate_model", lambda *a, **kw: seen.append(kw["amp"]) or {"frames": 0})
+    run("predict", ckpt, images[0], "--out", tmp_path / "o")
+    run("predict", ckpt, images[0], "--out", tmp_path / "o", "--amp")
+    run("evaluate", store.path, ckpt, "--split", "train", "--device", "cpu")
+    run("evaluate", store.path, ckpt, "--split", "train", "--device", "cpu", "--amp")
+    assert seen == [False, True, False, True]

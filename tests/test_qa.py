@@ -90,3 +90,45 @@ def test_cli_json_and_plot(qstore, tmp_path):
     assert data["segm"]["calibration"]["ece"] == pytest.approx(1 - 200 / 255)
     res = CliRunner().invoke(cli, ["qa", str(qstore.path), "--pseudo", "nope", "--json"])
     assert res.exit_code == 1 and "no pseudo-label set 'nope'" in res.output
+
+
+def missing_style(store, segm_on_labeled: bool):
+    """A pseudo set as `label --frames missing` leaves it: pseudo targets only where real ones are absent
+    (optionally segm also on the real-labeled frames, with the real labels)."""
+    segm, depth = real(store)
+    hs, hd = store.root["real/has_segm"][:][:, None, None], store.root["real/has_depth"][:][:, None, None]
+    pseudo = np.where(hs, segm if segm_on_labeled else 255, 1).astype(np.uint8)
+    conf = np.where(pseudo == 255, 0, 200).astype(np.uint8)
+    return write_pseudo(store, "m", pseudo, conf, np.where(hd, 0, 3.0).astype(np.float32), [True, True])
+
+
+def test_cli_set_labeled_with_frames_missing_is_one_error_line(qstore):
+    missing_style(qstore, segm_on_labeled=False)
+    res = CliRunner().invoke(cli, ["qa", str(qstore.path), "--pseudo", "m"])
+    assert res.exit_code == 1 and isinstance(res.exception, SystemExit)
+    lines = res.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ")
+    assert "none of the 8 frame(s) with a real segm target" in lines[0]
+    assert "none of the 6 frame(s) with a real depth target" in lines[0] and "--frames all" in lines[0]
+
+
+def test_cli_task_without_comparison_says_so_instead_of_a_number(qstore):
+    missing_style(qstore, segm_on_labeled=True)             # segm measurable, depth not
+    res = CliRunner().invoke(cli, ["qa", str(qstore.path), "--pseudo", "m"])
+    assert res.exit_code == 0, res.output
+    assert "mIoU 100.00 %" in res.output and "RMSE" not in res.output and "nan" not in res.output
+    assert "depth: none of the 6 frame(s) with a real depth target has a pseudo-label" in res.output
+    data = json.loads(CliRunner().invoke(cli, ["qa", str(qstore.path), "--pseudo", "m", "--json"]).output)
+    assert "depth" not in data and set(data["not_measured"]) == {"depth"}
+
+
+def test_format_report_prints_dash_for_missing_figures():
+    from pipeline.evaluate.qa import format_report
+    from pipeline.runtime import json_safe
+
+    cal = Calibration().summary()                            # no pixels: NaN everywhere -> None in JSON
+    r = json_safe({"pseudo": "p", "labeled_frames": 2, "split": None, "snapshot": "S", "segm": {
+        "miou": float("nan"), "pixel_acc": float("nan"), "iou": [float("nan")], "frames": 2, "coverage": 0.0,
+        "calibration": cal}})
+    text = format_report(r, ["a"])
+    assert "mIoU - %" in text and "nan" not in text and "ECE -" in text

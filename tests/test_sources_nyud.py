@@ -2,6 +2,7 @@
 import shutil
 
 import numpy as np
+import scipy.io
 import pytest
 
 from source_fixtures import (REAL, make_mapping, make_nyud_mat, make_nyud_tree, make_splits_mat,
@@ -141,10 +142,13 @@ def test_mat_splits_from_hdf5_and_text(tmp_path):
 def test_mat_split_errors(tmp_path):
     mat = tmp_path / "nyu.mat"
     make_nyud_mat(mat)
-    v5 = write_mat_v5_header(tmp_path / "splits.mat")
+    v5 = write_mat_v5_header(tmp_path / "splits.mat")              # a header and nothing else
     with pytest.raises(SourceError) as e:
         list_nyud(NyudConfig(str(mat), splits=str(v5)), SkipLog())
-    assert str(v5) in str(e.value) and "MATLAB v5" in str(e.value) and "v7.3" in str(e.value)
+    assert str(v5) in str(e.value) and "not a readable MATLAB .mat file" in str(e.value)
+    scipy.io.savemat(tmp_path / "other.mat", {"trainNdxs": np.array([[1.0]])})
+    with pytest.raises(SourceError, match=r"other.mat: no testNdxs \(has trainNdxs\)"):
+        list_nyud(NyudConfig(str(mat), splits=str(tmp_path / "other.mat")), SkipLog())
     (tmp_path / "te.txt").write_text("1\n7\n")
     with pytest.raises(SourceError) as e:
         list_nyud(NyudConfig(str(mat), test_list=str(tmp_path / "te.txt")), SkipLog())
@@ -191,3 +195,20 @@ def test_not_hdf5(tmp_path):
         list_nyud(NyudConfig(str(p)), SkipLog())
     with pytest.raises(SourceError, match="MATLAB v5"):
         list_nyud(NyudConfig(str(write_mat_v5_header(tmp_path / "old.mat"))), SkipLog())
+
+
+def test_official_splits_mat_v5_and_v73(tmp_path):
+    """The official splits.mat is MATLAB v5 (scipy.io); a re-saved one is v7.3 (HDF5): same splits."""
+    mat = tmp_path / "nyu.mat"
+    make_nyud_mat(mat)
+    v5 = tmp_path / "splits_v5.mat"
+    scipy.io.savemat(v5, {"trainNdxs": np.array([[1.0], [3.0]]), "testNdxs": np.array([[2.0]])})  # (k, 1) double
+    assert v5.read_bytes().startswith(b"MATLAB 5.0 MAT-file")
+    v73 = make_splits_mat(tmp_path / "splits_v73.mat", [1, 3], [2])
+    for path in (v5, v73):
+        out = frames(NyudConfig(str(mat), splits=str(path)))
+        assert [(f.name[-6:], f.split) for f in out] == [("000001", "train"), ("000002", "test"),
+                                                         ("000003", "train")]
+    scipy.io.savemat(v5, {"trainNdxs": np.array([[1.0], [9.0]]), "testNdxs": np.array([[2.0]])})
+    with pytest.raises(SourceError, match=r"splits_v5.mat: trainNdxs: index 9 outside the .mat's frames 1..3"):
+        list_nyud(NyudConfig(str(mat), splits=str(v5)), SkipLog())

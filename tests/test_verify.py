@@ -7,7 +7,6 @@ import struct
 from pathlib import Path
 
 import numpy as np
-import pytest
 from numcodecs import Zstd
 
 import stores.schema as schema

@@ -20,12 +20,15 @@ from stores.errors import UserError
               help="Fixed depth colour range in metres (default: per image, 1st-99th percentile).")
 @click.option("--depth-format", type=click.Choice(["png", "npy"]), default="png", show_default=True,
               help="Raw depth: 16-bit PNG in millimetres (clipped at 65.535 m) or float32 metres .npy.")
+@click.option("--amp", is_flag=True, help="bf16 autocast on CUDA (faster; default fp32, same numbers as on CPU).")
+@click.option("--overwrite", is_flag=True, help="Replace output files of an earlier run (default: refuse).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable list of what was written.")
 @user_errors
-def predict(checkpoint, images, out, device, threads, depth_range, depth_format, as_json):
+def predict(checkpoint, images, out, device, threads, depth_range, depth_format, amp, overwrite, as_json):
     """Segment and estimate depth on image files of any size; write pictures and raw outputs.
 
-    Per image NAME: NAME_panel.png (input | segmentation | depth, legend of the classes present),
+    Outputs keep the inputs' folders below the folder they share (cam_left/x.png -> OUT/cam_left/x_*);
+    existing files in OUT are refused unless --overwrite. Per image NAME: NAME_panel.png (input | segmentation | depth, legend of the classes present),
     NAME_segm_color.png, NAME_depth_color.png (magma, near bright, with a colour bar), NAME_segm.png
     (uint8 class ids) and NAME_depth.png (uint16 mm) or NAME_depth.npy (float32 m).
 
@@ -42,7 +45,7 @@ def predict(checkpoint, images, out, device, threads, depth_range, depth_format,
 
     records = predict_files(checkpoint, images, out, device=device, threads=threads,
                             depth_range=tuple(depth_range) if depth_range else None, depth_format=depth_format,
-                            progress=progress_bar)
+                            progress=progress_bar, amp=amp, overwrite=overwrite)
     if as_json:
         return echo_json(records)
     for r in records:
@@ -50,7 +53,10 @@ def predict(checkpoint, images, out, device, threads, depth_range, depth_format,
         lo, hi = r["depth_range"]
         clipped = f"; {r['depth_clipped_px']} px beyond 65.535 m clipped in the PNG" if r["depth_clipped_px"] else ""
         click.echo(f"{r['image']} ({w}x{h}) -> {r['files']['panel']}  depth {lo:.2f}-{hi:.2f} m  "
-                   f"classes: {', '.join(r['classes_present'])}{clipped}")
+                   f"classes: {', '.join(r['classes_present'])}{clipped}"
+                   + ("  (replaced the earlier files)" if r["replaced"] else ""))
+    files = sum(len(r["files"]) for r in records)
+    click.echo(f"wrote {files} files for {len(records)} image(s) under {out}")
 
 
 @click.command("export")

@@ -26,7 +26,25 @@ def common_options(fn):
                      help="Frames of another size: resize (bilinear / nearest for labels and depth) "
                           "or centre-crop."),
         click.option("--skip-bad", is_flag=True, help="Pass over bad files and record them in the commit."),
+        click.option("--replace", is_flag=True, help="Frames already in the store: overwrite an annotation "
+                     "that differs from the one given (default: refuse; a missing one is always added)."),
         click.option("--json", "as_json", is_flag=True, help="Machine-readable summary."),
+    ]):
+        fn = opt(fn)
+    return fn
+
+
+SPLIT_FILE_HELP = ('One frame per line: "<file name> <split>", the split last after a tab, comma or space '
+                   '(names may hold spaces); # starts a comment line.')
+
+
+def suffix_options(fn):
+    """--segm-suffix / --depth-suffix: how annotation file names end (photo1_mask.png -> _mask)."""
+    for opt in reversed([
+        click.option("--segm-suffix", default=None, help="Label files are NAME<suffix>.png (default: NAME, "
+                     "or NAME with _mask, _label or _gt)."),
+        click.option("--depth-suffix", default=None, help="Depth files are NAME<suffix>.png/.npy (default: "
+                     "NAME, or NAME with _depth or _gt)."),
     ]):
         fn = opt(fn)
     return fn
@@ -45,25 +63,27 @@ def ingest():
 
 
 def report(result, store_path, as_json: bool) -> None:
-    """Print an IngestResult: a JSON object with --json, else one summary line plus one stderr line per skipped file."""
+    """What the ingest did (pipeline.ingest.format_result): summary on stdout, skipped and unmatched
+    files on stderr; or the whole result as JSON."""
+    from pipeline.ingest import format_result
+
     if as_json:
         return echo_json({"store": str(store_path), **result.__dict__})
-    if result.snapshot_id:
-        click.echo(f"ingested {result.added} new frame(s) into {store_path} "
-                   f"({result.duplicates} already there); {result.total_frames} frames now; "
-                   f"version {result.snapshot_id}")
-    else:
-        click.echo(f"nothing new: {result.duplicates} frame(s) already in {store_path}; no version made")
-    for s in result.skipped:
-        click.echo(f"skipped {s['file']}: {s['problem']}", err=True)
+    out, err = format_result(result, store_path)
+    for line in out:
+        click.echo(line)
+    for line in err:
+        click.echo(line, err=True)
 
 
 def _ingest_files(store, kind, classes, default_size, size, cfg, lister, iterate, skip_bad, as_json,
-                  first_image=None):
+                  first_image=None, replace=False):
     """Shared flow of the file sources: list (for the total), open/create the store, iterate, commit.
 
-    iterate(cfg, frame_size, num_classes, skips, items) -> frames."""
-    from pipeline.ingest import check_store_path, open_or_create, run_ingest
+    iterate(cfg, frame_size, num_classes, skips, items) -> frames. A new store without --size or a
+    source default takes the size of the first image that reads (EXIF orientation applied)."""
+    from pipeline.ingest import check_store_path, first_frame_size, open_or_create, run_ingest
+    from stores.repo import FrameStore
 
     check_store_path(store)
     skips = SkipLog(skip_bad=skip_bad)
@@ -74,14 +94,14 @@ def _ingest_files(store, kind, classes, default_size, size, cfg, lister, iterate
         frame_size = size
     elif default_size:
         frame_size = default_size
+    elif FrameStore.exists(store):
+        frame_size = None                                   # an existing store keeps its own size
     else:
-        from PIL import Image
-        with Image.open(first_image(items)) as im:
-            frame_size = (im.height, im.width)
+        frame_size, items = first_frame_size(items, first_image, skips)
     s = open_or_create(store, classes=classes, frame_size=frame_size, size_asked=size)
     frames = iterate(cfg, s.frame_size, s.num_classes, skips, items)
     result = run_ingest(s, frames, kind=kind, source={**cfg.to_dict(), "size_policy": cfg.fit},
-                        skips=skips, total=len(items))
+                        skips=skips, total=len(items), replace=replace)
     report(result, store, as_json)
 
 
@@ -117,34 +137,46 @@ def parse_classes(text: str) -> list[dict]:
 @click.option("--colormap", type=click.Path(exists=True, dir_okay=False),
               help="JSON colour map for colour-coded labels (default: the store's class colours).")
 @click.option("--color-tolerance", type=click.IntRange(0, 255), default=0, show_default=True)
-@click.option("--classes", "classes_", type=TEXT, default="nyud40", show_default=True,
-              help="Class list of a NEW store: nyud40, kitti6, or a JSON file of names.")
+@click.option("--classes", "classes_", type=TEXT, default=None,
+              help="Class list of a NEW store: nyud40 (default), kitti6, or a JSON file of names; an existing "
+                   "store keeps its own.")
 @click.option("--split", type=click.Choice(SPLITS), default="train", show_default=True)
-@click.option("--split-file", type=click.Path(exists=True, dir_okay=False), help='Lines "<stem> <split>".')
+@click.option("--split-file", type=click.Path(exists=True, dir_okay=False), help=SPLIT_FILE_HELP)
 @click.option("--recursive", is_flag=True, help="Also read sub-folders.")
+@suffix_options
 @common_options
 @user_errors
 def folder(path, store, segm, depth, depth_scale, label_format, colormap, color_tolerance, classes_, split,
-           split_file, recursive, size, fit, skip_bad, as_json):
+           split_file, recursive, segm_suffix, depth_suffix, size, fit, skip_bad, replace, as_json):
     """A folder of RGB images, with optional segmentation and depth folders.
+
+    Annotation files pair with images by name: photo1.png, or photo1_mask.png / _label / _gt (labels),
+    photo1_depth.png / _gt (depth), or your own --segm-suffix / --depth-suffix; files that pair with no
+    image are listed. Run again with new annotation folders to add annotations to frames already stored.
 
     \b
     Example:
       mtdistill ingest folder photos/ mine.ice --segm labels/ --depth depth/ --size 640x480
+      mtdistill ingest folder photos/ mine.ice --segm photos/ --segm-suffix _seg
     """
     from stores.sources.folder import FolderConfig, iter_folder, list_folder
 
     cfg = FolderConfig(images=path, segm=segm, depth=depth, recursive=recursive, label_format=label_format,
                        colormap=colormap, color_tolerance=color_tolerance, depth_scale=depth_scale,
-                       split=split, split_file=split_file, fit=fit)
-    classes = parse_classes(classes_)
+                       split=split, split_file=split_file, fit=fit, segm_suffix=segm_suffix,
+                       depth_suffix=depth_suffix)
+    from stores.repo import FrameStore
+    if classes_ is None and FrameStore.exists(store):
+        classes = FrameStore.open(store).classes
+    else:
+        classes = parse_classes(classes_ or "nyud40")
 
     def iterate(cfg, frame_size, num_classes, skips, items):
         return iter_folder(cfg, frame_size, num_classes, skips, entries=items,
                            class_colors=[tuple(c["color"]) for c in classes])
 
     _ingest_files(store, "folder", classes, None, size, cfg, list_folder, iterate, skip_bad, as_json,
-                  first_image=lambda items: items[0].rgb)
+                  first_image=lambda entry: entry.rgb, replace=replace)
 
 
 @ingest.command()
@@ -152,7 +184,8 @@ def folder(path, store, segm, depth, depth_scale, label_format, colormap, color_
 @click.argument("store", type=STORE)
 @click.option("--train-list", type=click.Path(exists=True, dir_okay=False))
 @click.option("--test-list", type=click.Path(exists=True, dir_okay=False))
-@click.option("--splits", type=click.Path(exists=True, dir_okay=False), help="Official splits.mat (.mat input).")
+@click.option("--splits", type=click.Path(exists=True, dir_okay=False),
+              help="Official splits.mat, MATLAB v5 or v7.3 (.mat input).")
 @click.option("--mapping", type=click.Path(exists=True, dir_okay=False),
               help="894->40 class table (.npy) for the official .mat.")
 @click.option("--unlisted", type=click.Choice([*SPLITS, "skip"]), default="unlabeled", show_default=True)
@@ -160,7 +193,7 @@ def folder(path, store, segm, depth, depth_scale, label_format, colormap, color_
 @common_options
 @user_errors
 def nyud(path, store, train_list, test_list, splits, mapping, unlisted, depth_scale, size, fit, skip_bad,
-         as_json):
+         replace, as_json):
     """NYUDv2: the preprocessed layout (rgb/, masks/, depth/, list files) or nyu_depth_v2_labeled.mat.
 
     \b
@@ -176,7 +209,7 @@ def nyud(path, store, train_list, test_list, splits, mapping, unlisted, depth_sc
         return iter_nyud(cfg, frame_size, num_classes, skips, items=items)
 
     _ingest_files(store, "nyud", class_list("nyud40"), (480, 640), size, cfg, list_nyud, iterate,
-                  skip_bad, as_json)
+                  skip_bad, as_json, replace=replace)
 
 
 @ingest.command()
@@ -186,10 +219,12 @@ def nyud(path, store, train_list, test_list, splits, mapping, unlisted, depth_sc
 @click.option("--depth", type=click.Path(exists=True, file_okay=False), help="uint16 depth PNGs (value / 256).")
 @click.option("--color-tolerance", type=click.IntRange(0, 255), default=0, show_default=True)
 @click.option("--split", type=click.Choice(SPLITS), default="train", show_default=True)
-@click.option("--split-file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--split-file", type=click.Path(exists=True, dir_okay=False), help=SPLIT_FILE_HELP)
+@suffix_options
 @common_options
 @user_errors
-def kitti(path, store, segm, depth, color_tolerance, split, split_file, size, fit, skip_bad, as_json):
+def kitti(path, store, segm, depth, color_tolerance, split, split_file, segm_suffix, depth_suffix, size, fit,
+          skip_bad, replace, as_json):
     """KITTI frames with optional colour-coded KITTI-6 segmentation and sparse depth PNGs.
 
     \b
@@ -199,12 +234,12 @@ def kitti(path, store, segm, depth, color_tolerance, split, split_file, size, fi
     from stores.sources.kitti import KittiConfig, iter_kitti, list_kitti
 
     cfg = KittiConfig(images=path, segm=segm, depth=depth, color_tolerance=color_tolerance, split=split,
-                      split_file=split_file, fit=fit)
+                      split_file=split_file, fit=fit, segm_suffix=segm_suffix, depth_suffix=depth_suffix)
     def iterate(cfg, frame_size, num_classes, skips, items):
         return iter_kitti(cfg, frame_size, num_classes, skips, entries=items)
 
     _ingest_files(store, "kitti", class_list("kitti6"), (352, 1216), size, cfg, list_kitti, iterate,
-                  skip_bad, as_json)
+                  skip_bad, as_json, replace=replace)
 
 
 def parse_fractions(text: str, what: str):

@@ -96,7 +96,8 @@ def teacher_train(store, task, arch, width, units, no_dropout, encoder, pretrain
 @click.option("--flip", is_flag=True, help="Horizontal-flip TTA; depth teachers also write depth_conf.")
 @click.option("--frames", type=click.Choice(["missing", "all"]), default="missing", show_default=True,
               help="missing: per task only frames without that real target; all: every frame.")
-@click.option("--workers", type=workers(1), default=None, help="LocalCluster worker processes [1].")
+@click.option("--workers", type=workers(1), default=None,
+              help="LocalCluster worker processes [1 on the CPU, one per visible GPU].")
 @click.option("--threads-per-worker", type=count(1, 64), default=None,
               help="Shards in progress per worker; its teacher runs one batch at a time, the others read/write [2].")
 @click.option("--torch-threads", type=count(0, 1024), default=0, show_default=True,
@@ -105,7 +106,8 @@ def teacher_train(store, task, arch, width, units, no_dropout, encoder, pretrain
 @click.option("--batch-size", type=BATCH, default=8, show_default=True)
 @click.option("--commit-every", type=count(1, 10**6), default=8, show_default=True, help="Shards per commit.")
 @click.option("--ref", type=REF, default="main", show_default=True, help="Branch to label and commit on.")
-@click.option("--device", type=DeviceType(), default="auto", show_default=True, help="auto, cpu or cuda.")
+@click.option("--device", type=DeviceType(local=False), default="auto", show_default=True,
+              help="auto, cpu, cuda (every visible GPU, one worker each) or cuda:N.")
 @click.option("--retries", type=count(0, 100), default=2, show_default=True,
               help="Extra attempts of a failing shard before it is reported missing.")
 @click.option("--overwrite", is_flag=True, help="Relabel a set that other teachers or settings made.")
@@ -130,7 +132,7 @@ def label(store, teachers, name, remap, flip, frames, workers, threads_per_worke
     if scheduler and (workers or threads_per_worker):
         raise UserError("--workers/--threads-per-worker start a local cluster; not with --scheduler")
     cfg = LabelConfig(store=store, name=name, teachers=parse_teachers(teachers), remap=remap, flip=flip,
-                      frames=frames, workers=workers or 1, threads_per_worker=threads_per_worker or 2,
+                      frames=frames, workers=workers or 0, threads_per_worker=threads_per_worker or 2,
                       torch_threads=torch_threads,
                       scheduler=scheduler, batch_size=batch_size, commit_every=commit_every, ref=ref,
                       device=device, retries=retries, overwrite=overwrite)

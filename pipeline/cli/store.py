@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from pipeline.cli.util import REF, STORE, TEXT, NameType, echo_json, user_errors
+from pipeline.cli.util import REF, STORE, NameType, echo_json, user_errors
 
 
 @click.command()

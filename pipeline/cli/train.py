@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import click
 
@@ -154,10 +153,11 @@ def train(store, run, segm_weight, depth_weight, resume, **options):
 @click.option("--depth-cap", type=FiniteFloat(0, 1e6, min_open=True), default=None, help="Ignore ground truth beyond this many metres.")
 @click.option("--device", type=DeviceType(), default="auto", show_default=True)
 @click.option("--batch-size", type=BATCH, default=4, show_default=True)
+@click.option("--amp", is_flag=True, help="bf16 autocast on CUDA (faster; default fp32, same numbers as on CPU).")
 @click.option("--out", "out_json", type=out_file(), default=None, help="Write metrics JSON here.")
 @click.option("--json", "as_json", is_flag=True)
 @user_errors
-def evaluate(store, checkpoint, split, ref, depth_crop, depth_cap, device, batch_size, out_json, as_json):
+def evaluate(store, checkpoint, split, ref, depth_crop, depth_cap, device, batch_size, amp, out_json, as_json):
     """mIoU, per-class IoU, pixel accuracy and pooled depth metrics of a checkpoint on a split.
 
     \b
@@ -178,7 +178,7 @@ def evaluate(store, checkpoint, split, ref, depth_crop, depth_cap, device, batch
         from stores.errors import UserError
         raise UserError(f"{store}: no frames in split {split!r}")
     res = evaluate_model(model.to(dev), s, idx, device=dev, tasks=ckpt.get("tasks", ("segm", "depth")),
-                         batch_size=batch_size, depth_crop=depth_crop, depth_cap=depth_cap)
+                         batch_size=batch_size, depth_crop=depth_crop, depth_cap=depth_cap, amp=amp)
     res = json_safe({"checkpoint": str(checkpoint), "store": str(store), "snapshot": s.snapshot_id,
                      "split": split, **res})
     if out_json:

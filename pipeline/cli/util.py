@@ -89,15 +89,21 @@ class DeviceType(click.ParamType):
     the text is passed on (each stage resolves it again)."""
     name = "DEVICE"
 
-    def __init__(self, choices: tuple[str, ...] | None = None):
-        self.choices = choices
+    def __init__(self, choices: tuple[str, ...] | None = None, local: bool = True):
+        self.choices, self.local = choices, local
 
     def convert(self, value, param, ctx):
-        from pipeline.runtime import resolve_device
+        """The device text, lower-cased; fails (usage error) for an unknown form or, when `local`, for a
+        device this machine lacks (labeling on a remote --scheduler checks the workers instead)."""
+        from pipeline.runtime import DEVICE_FORMS, resolve_device
 
         text = str(value).strip().lower()
         if self.choices and text.split(":")[0] not in self.choices:
             self.fail(f"{value!r}: choose one of {', '.join(self.choices)}", param, ctx)
+        if not self.local:
+            if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", text):
+                self.fail(f"{value!r}: choose {DEVICE_FORMS}", param, ctx)
+            return text
         try:
             resolve_device(text, f"--{param.name}" if param else "--device")
         except UserError as e:

@@ -31,23 +31,24 @@ def say(text: str) -> None:
 
 # ---- 1. data ------------------------------------------------------------------------------------
 
-def ingest_world(cfg: DemoConfig, out: Path) -> dict:
-    """Stage 1: ingest target.ice (asymmetric annotations), oracle.ice (its full-ground-truth twin) and
-    source.ice (the teachers' fully labeled style-1 domain) under `out`; stores already complete are left
-    as they are. Returns {store file name: path}.
-    """
-    from pipeline.ingest import open_or_create, run_ingest
-    from stores.sources.base import Frame, SkipLog
-    from stores.sources.synthetic import (SyntheticConfig, assignment, class_list_for, frame_name,
-                                          iter_frames, make_frame, render_frame)
+def ingest_plans(cfg: DemoConfig) -> dict:
+    """store name -> (SyntheticConfig, frames() -> iterator of Frames, exact number of frames it yields)."""
+    from stores.sources.base import Frame
+    from stores.sources.synthetic import (SyntheticConfig, assignment, frame_name, iter_frames, make_frame,
+                                          render_frame)
 
-    size, classes = cfg.frame_size(), class_list_for(cfg.preset)
+    size = cfg.frame_size()
     target = SyntheticConfig(preset=cfg.preset, frames=cfg.frames, size=size, seed=cfg.seed, style=0,
                              segm_fraction=cfg.segm_fraction, depth_fraction=1.0,
                              splits=(0.6, 0.1, 0.15, 0.15), sensor=True)
     source = SyntheticConfig(preset=cfg.preset, frames=cfg.source_frames, size=size, seed=cfg.seed + 1,
                              style=1, segm_fraction=1.0, depth_fraction=1.0, splits=(0.9, 0.1, 0.0, 0.0),
                              sensor=False)
+    seen = [i for i in range(cfg.frames) if cfg.teacher_sees_target
+            and assignment(target, i)[0] == "train" and assignment(target, i)[1]]
+
+    def target_frames():
+        return iter_frames(target, workers=cfg.workers)
 
     def oracle_frames():
         """The target frames, every one with exact segmentation and the sensor's depth (what every
@@ -60,24 +61,28 @@ def ingest_world(cfg: DemoConfig, out: Path) -> dict:
     def source_frames():
         """The second domain, plus (teacher_sees_target) the target's segmented train frames."""
         yield from iter_frames(source, workers=cfg.workers)
-        if cfg.teacher_sees_target:
-            for i in range(cfg.frames):
-                split, has_segm, _ = assignment(target, i)
-                if split == "train" and has_segm:
-                    yield make_frame(target, i)
+        yield from (make_frame(target, i) for i in seen)
 
-    plans = {"target.ice": (target, None), "oracle.ice": (target, oracle_frames),
-             "source.ice": (source, source_frames)}
+    return {"target.ice": (target, target_frames, cfg.frames),
+            "oracle.ice": (target, oracle_frames, cfg.frames),
+            "source.ice": (source, source_frames, cfg.source_frames + len(seen))}
+
+
+def ingest_world(cfg: DemoConfig, out: Path) -> dict:
+    """The demo's three stores (target, oracle, second domain), each ingested once; progress totals exact."""
+    from pipeline.ingest import open_or_create, run_ingest
+    from stores.sources.base import SkipLog
+    from stores.sources.synthetic import class_list_for
+
     stores = {}
-    for name, (syn, custom) in plans.items():
+    for name, (syn, frames, total) in ingest_plans(cfg).items():
         path = out / name
-        store = open_or_create(path, classes=classes, frame_size=size)
+        store = open_or_create(path, classes=class_list_for(cfg.preset), frame_size=cfg.frame_size())
         if store.num_frames < syn.frames:
-            frames = custom() if custom else iter_frames(syn, workers=cfg.workers)
-            run_ingest(store, frames, kind="synthetic", skips=SkipLog(), total=syn.frames,
+            run_ingest(store, frames(), kind="synthetic", skips=SkipLog(), total=total,
                        source={"path": f"synthetic/{cfg.preset}", "demo_store": name,
                                **{k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(syn).items()},
-                               "generator": custom.__name__ if custom else "iter_frames"})
+                               "generator": frames.__name__})
         stores[name] = str(path)
     return stores
 

@@ -3,7 +3,10 @@
 Flow: checkpoint -> student (pipeline/deploy/bench.read_student) + its class list; each image file (any size,
 grey/RGBA/palette converted to RGB) -> padded to a multiple of 32 with the mean colour -> student ->
 logits / depth upsampled to the padded size and cropped back (pipeline/evaluate/evaluate.predict) -> files in
-OUT, named after the image:
+OUT, named after the image; NAME is the image's path relative to the folder all inputs share, without
+its extension, so cam_left/frame.png and cam_right/frame.png land in OUT/cam_left/ and OUT/cam_right/
+(two inputs that differ only in extension become NAME-png, NAME-jpg). Files already in OUT are never
+replaced without `overwrite`:
   NAME_segm.png        uint8 class ids (0..C-1)
   NAME_depth.png       uint16 millimetres (clipped at 65.535 m), or NAME_depth.npy float32 metres
   NAME_segm_color.png  the class colours (NYUD-40 / KITTI-6 palettes)
@@ -13,6 +16,7 @@ OUT, named after the image:
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -54,13 +58,14 @@ def read_image(path) -> np.ndarray:
     return read_rgb(path)
 
 
-def predict_image(model: torch.nn.Module, rgb: np.ndarray, device: torch.device) -> dict[str, np.ndarray]:
+def predict_image(model: torch.nn.Module, rgb: np.ndarray, device: torch.device,
+                  amp: bool = False) -> dict[str, np.ndarray]:
     """(H, W, 3) uint8 -> {"segm": uint8 (H, W) ids, "prob": float32 (H, W), "depth": float32 (H, W) metres},
     through pipeline.evaluate.evaluate.predict (the padded inference `evaluate` uses too)."""
     from pipeline.evaluate.evaluate import predict
 
     x = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))[None]      # (1,3,H,W) uint8
-    out = predict(model, x, device)
+    out = predict(model, x, device, amp=amp)
     return {"segm": out["segm"][0].to(torch.uint8).cpu().numpy(),
             "prob": out["prob"][0].float().cpu().numpy(),
             "depth": out["depth"][0].float().cpu().numpy()}
@@ -78,15 +83,13 @@ def save_outputs(out: Path, name: str, rgb: np.ndarray, pred: dict, classes: lis
     """Write the five files of one image (see module docstring); returns what was written and seen."""
     segm, depth = pred["segm"], pred["depth"]
     vmin, vmax = depth_range or visual.depth_range(depth)
-    files = {"segm": out / f"{name}_segm.png", "segm_color": out / f"{name}_segm_color.png",
-             "depth_color": out / f"{name}_depth_color.png", "panel": out / f"{name}_panel.png"}
+    files = output_files(out, name, depth_format)
+    files["segm"].parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(segm).save(files["segm"])
     clipped = 0
     if depth_format == "npy":
-        files["depth"] = out / f"{name}_depth.npy"
         np.save(files["depth"], depth.astype(np.float32))
     else:
-        files["depth"] = out / f"{name}_depth.png"
         mm, clipped = depth_to_mm(depth)
         Image.fromarray(mm).save(files["depth"])  # uint16 -> 16-bit grey PNG
     segm_rgb = visual.colorize_segm(segm, classes)
@@ -105,21 +108,46 @@ def save_outputs(out: Path, name: str, rgb: np.ndarray, pred: dict, classes: lis
             "depth_range": [vmin, vmax], "depth_clipped_px": clipped}
 
 
+def output_files(out: Path, name: str, depth_format: str = "png") -> dict[str, Path]:
+    """The five files `save_outputs` writes for output name `name` (which may hold folders)."""
+    ext = "npy" if depth_format == "npy" else "png"
+    return {"segm": out / f"{name}_segm.png", "segm_color": out / f"{name}_segm_color.png",
+            "depth": out / f"{name}_depth.{ext}", "depth_color": out / f"{name}_depth_color.png",
+            "panel": out / f"{name}_panel.png"}
+
+
 def output_names(images: Sequence[Path]) -> list[str]:
-    """File stems, made unique (a/x.png, b/x.jpg -> x, x-2)."""
-    seen, names = {}, []
-    for p in images:
-        stem = Path(p).stem
-        seen[stem] = seen.get(stem, 0) + 1
-        names.append(stem if seen[stem] == 1 else f"{stem}-{seen[stem]}")
+    """One collision-free output name per image (posix, no extension): its path relative to the folder all
+    inputs share (cam_left/frame.png, cam_right/frame.png -> cam_left/frame, cam_right/frame); inputs that
+    would still share a name (x.png, x.jpg in one folder) keep their extension (x-png, x-jpg).
+    `images` must be distinct files (see `check_images`)."""
+    paths = [Path(p).resolve() for p in images]
+    if not paths:
+        return []
+    root = Path(os.path.commonpath([p.parent for p in paths]))
+    rel = [p.relative_to(root).with_suffix("").as_posix() for p in paths]
+    shared = {r for r in rel if rel.count(r) > 1}
+    names = [f"{r}-{p.suffix.lstrip('.').lower() or 'none'}" if r in shared else r for r, p in zip(rel, paths)]
+    if len(set(names)) < len(names):                       # x.PNG and x.png on a case-sensitive disk
+        names = [f"{n}-{i}" if names.count(n) > 1 else n for i, n in enumerate(names)]
     return names
+
+
+def check_free(out: Path, names: Sequence[str], depth_format: str, overwrite: bool) -> list[Path]:
+    """The output files that already exist; UserError naming them unless `overwrite`."""
+    taken = [f for n in names for f in output_files(out, n, depth_format).values() if f.exists()]
+    if taken and not overwrite:
+        shown = ", ".join(str(f) for f in taken[:3]) + (", ..." if len(taken) > 3 else "")
+        raise UserError(f"{out}: {len(taken)} output file(s) already exist ({shown}); use --overwrite to "
+                        "replace them, or another --out")
+    return taken
 
 
 def check_images(images: Sequence) -> list[Path]:
     """Every path is a file whose header an image decoder recognises (cheap: pixels are not decoded)."""
     from stores.sources.images import BadInput
 
-    paths = [Path(p) for p in images]
+    paths = list(dict.fromkeys(Path(p) for p in images))          # the same path twice: predicted once
     if not paths:
         raise UserError("no image given")
     for p in paths:
@@ -133,24 +161,32 @@ def check_images(images: Sequence) -> list[Path]:
     return paths
 
 
+def check_options(depth_format: str, depth_range, out) -> None:
+    """UserError naming a bad depth format, depth range (metres) or output path."""
+    if depth_format not in DEPTH_FORMATS:
+        raise UserError(f"depth format {depth_format!r}: choose one of {', '.join(DEPTH_FORMATS)}")
+    if depth_range is not None and not (0 <= depth_range[0] < depth_range[1]):
+        raise UserError(f"depth range {depth_range[0]:g} {depth_range[1]:g}: need 0 <= MIN < MAX (metres)")
+    if Path(out).exists() and not Path(out).is_dir():
+        raise UserError(f"{out}: exists and is not a directory")
+
+
 def predict_files(checkpoint, images: Sequence, out, device: str = "auto", threads: int | None = None,
                   depth_range: tuple[float, float] | None = None, depth_format: str = "png",
-                  progress=None) -> list[dict]:
-    """Predict every image file into `out`; returns one record per image (files, size, classes, range).
+                  progress=None, amp: bool = False, overwrite: bool = False) -> list[dict]:
+    """Predict every image file into `out`; returns one record per image (files, size, classes, range,
+    `replaced`: whether its files existed before). Output names: `output_names`; existing output files
+    are a UserError naming them unless `overwrite`. fp32 unless `amp` (bf16 autocast on CUDA).
 
     All inputs are checked before any work (options, checkpoint, image headers); an image that still
     fails to decode stops the run with a UserError naming it (earlier images' files stay written).
     progress: optional `progress(description, total, unit=...)` context manager yielding advance(n)."""
     from pipeline.runtime import resolve_device
 
-    if depth_format not in DEPTH_FORMATS:
-        raise UserError(f"depth format {depth_format!r}: choose one of {', '.join(DEPTH_FORMATS)}")
-    if depth_range is not None and not (0 <= depth_range[0] < depth_range[1]):
-        raise UserError(f"depth range {depth_range[0]:g} {depth_range[1]:g}: need 0 <= MIN < MAX (metres)")
-    images = check_images(images)
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"{out}: exists and is not a directory")
+    check_options(depth_format, depth_range, out)
+    images, out = check_images(images), Path(out)
+    names = output_names(images)
+    taken = set(check_free(out, names, depth_format, overwrite))
     model, classes = load_predictor(checkpoint)
     dev = resolve_device(device)
     model.to(dev, memory_format=torch.channels_last)  # same outputs; faster convs on CPU (BENCHMARKS.md)
@@ -162,11 +198,12 @@ def predict_files(checkpoint, images: Sequence, out, device: str = "auto", threa
     bar = progress("predict", len(images), unit="images") if progress else contextlib.nullcontext(lambda n: None)
     try:
         with bar as advance:
-            for path, name in zip(images, output_names(images)):
+            for path, name in zip(images, names):
                 rgb = read_image(path)
-                pred = predict_image(model, rgb, dev)
-                records.append({"image": str(path), **save_outputs(out, name, rgb, pred, classes, depth_range,
-                                                                   depth_format)})
+                pred = predict_image(model, rgb, dev, amp=amp)
+                replaced = any(f in taken for f in output_files(out, name, depth_format).values())
+                records.append({"image": str(path), "replaced": replaced,
+                                **save_outputs(out, name, rgb, pred, classes, depth_range, depth_format)})
                 advance(1)
     finally:
         torch.set_num_threads(old_threads)

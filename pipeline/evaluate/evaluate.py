@@ -25,14 +25,23 @@ def padded_size(h: int, w: int, multiple: int = PAD_MULTIPLE, min_size: int = MI
     return tuple(max(min_size, math.ceil(v / multiple) * multiple) for v in (h, w))
 
 
+def autocast_enabled(device, amp: bool) -> bool:
+    """bf16 autocast only when asked for (`--amp`) and on CUDA; fp32 otherwise, so metrics and pictures
+    of a checkpoint are the same on every device."""
+    return bool(amp) and torch.device(device).type == "cuda"
+
+
 @torch.inference_mode()
-def predict(model, rgb: torch.Tensor, device, multiple: int = PAD_MULTIPLE, min_size: int = MIN_SIZE) -> dict:
+def predict(model, rgb: torch.Tensor, device, multiple: int = PAD_MULTIPLE, min_size: int = MIN_SIZE,
+            amp: bool = False) -> dict:
     """The one inference path of evaluate, predict, qa and the demo, so a frame gets the same prediction
     everywhere. uint8 RGB (B,3,H,W) -> {"segm": int64 (B,H,W) argmax ids, "prob": float32 (B,H,W) max
     softmax probability, "depth": float32 (B,H,W) metres >= 0}, for whichever tasks the model has.
 
     The batch is padded right/bottom with the mean colour (what training pads with) to `padded_size`,
-    normalised (student.model.normalize), run, upsampled bilinearly to the padded size and cropped back."""
+    normalised (student.model.normalize), run, upsampled bilinearly to the padded size and cropped back.
+    fp32 everywhere, so a checkpoint scores the same on CPU and GPU; `amp` opts in to bf16 autocast on CUDA
+    (faster, slightly different numbers)."""
     h, w = rgb.shape[-2:]
     ph, pw = padded_size(h, w, multiple, min_size)
     if (ph, pw) != (h, w):
@@ -42,7 +51,7 @@ def predict(model, rgb: torch.Tensor, device, multiple: int = PAD_MULTIPLE, min_
     x = normalize(rgb.to(device))
     if device.type == "cuda":
         x = x.contiguous(memory_format=torch.channels_last)
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast_enabled(device, amp)):
         out = model(x)
     res = {}
     if "segm" in out:
@@ -56,12 +65,9 @@ def predict(model, rgb: torch.Tensor, device, multiple: int = PAD_MULTIPLE, min_
 
 
 def evaluate_model(model, store, indices, *, device, tasks=("segm", "depth"), batch_size: int = 4,
-                   depth_crop: str | None = None, depth_cap: float | None = None) -> dict:
+                   depth_crop: str | None = None, depth_cap: float | None = None, amp: bool = False) -> dict:
     """{"segm": {miou, pixel_acc, iou, pixels}, "depth": {rmse, rmse_log, abs_rel, ...}, "frames": n}.
-
-    Frames `indices` of `store` run through `predict` in batches; metrics are pooled over the whole set
-    (one confusion matrix; RMSE over every valid pixel, metres), mIoU / accuracies as fractions 0..1.
-    KeyError for an unknown depth_crop. The model's train/eval mode is restored afterwards."""
+    In fp32 unless `amp` (bf16 autocast on CUDA; see `predict`)."""
     was_training = model.training
     model.eval()
     ds = FrameDataset(store.path, store.snapshot_id, indices)
@@ -70,7 +76,7 @@ def evaluate_model(model, store, indices, *, device, tasks=("segm", "depth"), ba
     for start in range(0, len(ds), batch_size):
         items = [ds[i] for i in range(start, min(start + batch_size, len(ds)))]
         rgb = torch.stack([it["rgb"] for it in items])
-        pred = predict(model, rgb, torch.device(device))
+        pred = predict(model, rgb, torch.device(device), amp=amp)
         if segm is not None:
             segm.update(pred["segm"].cpu().numpy(), np.stack([it["segm"].numpy() for it in items]))
         if depth is not None:

@@ -82,55 +82,75 @@ def labeled_frames(store, name: str, split: str | None) -> np.ndarray:
     return idx[ok[idx]]
 
 
+class _Tally:
+    """What quality_report accumulates shard by shard."""
+
+    def __init__(self, num_classes: int):
+        self.segm, self.calib, self.depth = SegmMetrics(num_classes, invalid_pred="ignore"), Calibration(), DepthMetrics()
+        self.cover = {"segm": [0, 0], "depth": [0, 0]}                 # [pseudo-labeled, real] pixels
+        self.used = {"segm": 0, "depth": 0}                            # frames with the real target
+
+    def add(self, store, g, task: str, idx: np.ndarray) -> None:
+        """Frames `idx` (sorted, inside one shard) that have the real target of `task`."""
+        self.used[task] += len(idx)
+        lo, hi = int(idx.min()), int(idx.max()) + 1
+        rel = idx - lo
+        if task == "segm":
+            real, pseudo, conf = (store.root["real/segm"][lo:hi][rel], g["segm"][lo:hi][rel],
+                                  g["conf"][lo:hi][rel])
+            valid, both = real != 255, (real != 255) & (pseudo != 255)
+            self.segm.update(pseudo, real)             # 255 on either side is ignored
+            self.calib.update(conf[both], pseudo[both] == real[both])
+            self.cover["segm"][0] += int(both.sum())
+            self.cover["segm"][1] += int(valid.sum())
+        else:
+            real = store.root["real/depth"][lo:hi][rel]
+            pseudo = g["depth"][lo:hi][rel].astype(np.float32)
+            both = (real > 0) & (pseudo > 0)
+            self.depth.update(pseudo, np.where(both, real, 0))
+            self.cover["depth"][0] += int(both.sum())
+            self.cover["depth"][1] += int((real > 0).sum())
+
+    def coverage(self, task: str) -> float:
+        return self.cover[task][0] / max(self.cover[task][1], 1)
+
+
 def quality_report(store, name: str, split: str | None = None) -> dict:
-    """Pseudo vs real on every labeled frame that has the real target (module docstring)."""
+    """Pseudo vs real on every labeled frame that has the real target (module docstring). A task with no
+    pixel to compare is left out and named in "not_measured" with the reason; UserError when no task
+    has one (e.g. a set labeled with --frames missing: frames with real targets got no pseudo-label)."""
     g = store.pseudo(name)
     tasks = list(g.attrs.get("tasks", ["segm", "depth"]))
     frames = labeled_frames(store, name, split)
     has = {"segm": store.root["real/has_segm"][:], "depth": store.root["real/has_depth"][:]}
-    segm, calib = SegmMetrics(store.num_classes, invalid_pred="ignore"), Calibration()
-    depth = DepthMetrics()
-    cover = {"segm": [0, 0], "depth": [0, 0]}                           # [pseudo-labeled, real] pixels
-    used = {"segm": 0, "depth": 0}
-    s = store.shard_frames
+    tally, s = _Tally(store.num_classes), store.shard_frames
     for start in range(0, store.num_frames, s):                          # one shard at a time
         sel = frames[(frames >= start) & (frames < start + s)]
         for task in tasks:
-            idx = sel[has[task][sel]]
-            if len(idx) == 0:
-                continue
-            used[task] += len(idx)
-            lo, hi = int(idx.min()), int(idx.max()) + 1
-            rel = idx - lo
-            if task == "segm":
-                real, pseudo, conf = (store.root["real/segm"][lo:hi][rel], g["segm"][lo:hi][rel],
-                                      g["conf"][lo:hi][rel])
-                valid, both = real != 255, (real != 255) & (pseudo != 255)
-                segm.update(pseudo, real)             # 255 on either side is ignored
-                calib.update(conf[both], pseudo[both] == real[both])
-                cover["segm"][0] += int(both.sum())
-                cover["segm"][1] += int(valid.sum())
-            else:
-                real = store.root["real/depth"][lo:hi][rel]
-                pseudo = g["depth"][lo:hi][rel].astype(np.float32)
-                both = (real > 0) & (pseudo > 0)
-                depth.update(pseudo, np.where(both, real, 0))
-                cover["depth"][0] += int(both.sum())
-                cover["depth"][1] += int((real > 0).sum())
-    if not any(used.values()):
-        raise UserError(f"{store.path}: no labeled frame of pseudo set {name!r}"
-                        f"{f' in split {split!r}' if split else ''} has a real target to compare with; "
-                        f"label with --frames all to measure the teacher")
+            if has[task][sel].any():
+                tally.add(store, g, task, sel[has[task][sel]])
+    missing = {t: _not_measured(t, tally.used[t]) for t in tasks if not tally.cover[t][0]}
+    if len(missing) == len(tasks):
+        raise UserError(f"{store.path}: pseudo set {name!r}{f' in split {split!r}' if split else ''}: "
+                        + "; ".join(missing.values()) + "; nothing to measure the teacher on "
+                        "(label with --frames all so frames with real targets get pseudo-labels too)")
     out = {"store": str(store.path), "snapshot": store.snapshot_id, "pseudo": name, "split": split,
-           "teachers": dict(g.attrs.get("teachers", {})), "labeled_frames": int(len(frames))}
-    if used["segm"]:
-        out["segm"] = {**segm.compute(), "frames": used["segm"],
-                       "coverage": cover["segm"][0] / max(cover["segm"][1], 1),
-                       "calibration": calib.summary()}
-    if used["depth"]:
-        out["depth"] = {**depth.compute(), "frames": used["depth"],
-                        "coverage": cover["depth"][0] / max(cover["depth"][1], 1)}
+           "teachers": dict(g.attrs.get("teachers", {})), "labeled_frames": int(len(frames)),
+           "not_measured": missing}
+    if "segm" in tasks and "segm" not in missing:
+        out["segm"] = {**tally.segm.compute(), "frames": tally.used["segm"], "coverage": tally.coverage("segm"),
+                       "calibration": tally.calib.summary()}
+    if "depth" in tasks and "depth" not in missing:
+        out["depth"] = {**tally.depth.compute(), "frames": tally.used["depth"], "coverage": tally.coverage("depth")}
     return out
+
+
+def _not_measured(task: str, frames: int) -> str:
+    """Why a task has no figure: no labeled frame with its real target, or none with a pseudo-label too."""
+    if not frames:
+        return f"{task}: no labeled frame has a real {task} target (no ground truth)"
+    return (f"{task}: none of the {frames} frame(s) with a real {task} target has a pseudo-label "
+            f"(labeled with --frames missing?)")
 
 
 def reliability_plot(report: dict, path) -> str:
@@ -161,30 +181,34 @@ def reliability_plot(report: dict, path) -> str:
     return str(path)
 
 
+def _num(v, fmt: str, scale: float = 1.0) -> str:
+    """A figure, or "-" for one that is missing (None after json_safe, or NaN)."""
+    return "-" if v is None or v != v else format(scale * v, fmt)
+
+
 def format_report(r: dict, class_names) -> str:
-    """Text of `quality_report` for the terminal: segm mIoU / pixel accuracy (%), calibration and kept share per
-    --segm-threshold, per-class IoU, depth RMSE (m) / abs rel / delta1 / RMSE log.
-    """
+    """The report for people; a task without a comparison says why instead of printing a figure."""
     lines = [f"pseudo set {r['pseudo']!r} vs real targets ({r['labeled_frames']} labeled frames"
              f"{', split ' + r['split'] if r['split'] else ''}; store snapshot {r['snapshot']})"]
     if "segm" in r:
         s, c = r["segm"], r["segm"]["calibration"]
-        gap = c["mean_confidence"] - c["accuracy"]
+        gap = (c["mean_confidence"] or 0) - (c["accuracy"] or 0)
         lines += [f"segm ({s['frames']} frames, {100 * s['coverage']:.1f}% of real-labeled pixels have a pseudo label):",
-                  f"  mIoU {100 * s['miou']:.2f} %   pixel accuracy {100 * s['pixel_acc']:.2f} %",
-                  f"  calibration: ECE {c['ece']:.3f}, mean confidence {c['mean_confidence']:.3f} vs accuracy "
-                  f"{c['accuracy']:.3f} ({'over' if gap > 0 else 'under'}confident by {abs(gap):.3f})",
+                  f"  mIoU {_num(s['miou'], '.2f', 100)} %   pixel accuracy {_num(s['pixel_acc'], '.2f', 100)} %",
+                  f"  calibration: ECE {_num(c['ece'], '.3f')}, mean confidence {_num(c['mean_confidence'], '.3f')}"
+                  f" vs accuracy {_num(c['accuracy'], '.3f')} ({'over' if gap > 0 else 'under'}confident by "
+                  f"{abs(gap):.3f})",
                   "  --segm-threshold  kept   accuracy"]
         for t in c["thresholds"]:
-            acc = "   -" if t["accuracy"] is None else f"{100 * t['accuracy']:6.1f}%"
-            lines.append(f"  {t['threshold']:>16.2f}  {100 * t['kept']:5.1f}%  {acc}")
-        cells = [f"{n[:14]:<14} {'  -  ' if v is None or v != v else f'{100 * v:5.1f}'}" for n, v in zip(class_names, s["iou"])]
+            lines.append(f"  {t['threshold']:>16.2f}  {_num(t['kept'], '5.1f', 100)}%  "
+                         f"{_num(t['accuracy'], '6.1f', 100)}%")
+        cells = [f"{n[:14]:<14} {_num(v, '5.1f', 100):>5}" for n, v in zip(class_names, s["iou"])]
         lines.append("  per-class IoU (%):")
         lines += ["    " + "   ".join(cells[i:i + 4]) for i in range(0, len(cells), 4)]
     if "depth" in r:
         d = r["depth"]
         lines.append(f"depth ({d['frames']} frames, {100 * d['coverage']:.1f}% of valid real pixels covered):")
-        if d["pixels"]:
-            lines.append(f"  RMSE {d['rmse']:.3f} m   abs rel {d['abs_rel']:.3f}   delta<1.25 {d['delta1']:.3f}   "
-                         f"RMSE(log) {d['rmse_log']:.3f}")
+        lines.append(f"  RMSE {_num(d['rmse'], '.3f')} m   abs rel {_num(d['abs_rel'], '.3f')}   "
+                     f"delta<1.25 {_num(d['delta1'], '.3f')}   RMSE(log) {_num(d['rmse_log'], '.3f')}")
+    lines += [f"{why}; not measured" for why in r.get("not_measured", {}).values()]
     return "\n".join(lines)

@@ -1,11 +1,14 @@
 """Where the labeling job's tasks run (pipeline/label/job.py): a LocalCluster of spawned worker processes by
 default, or a running dask scheduler (`--scheduler tcp://host:8786`).
 
-CUDA teachers are requested as worker resources: a LocalCluster on a CUDA machine declares {"GPU": 1}
-per worker, tasks ask for {"GPU": 1}; on an existing cluster the workers must declare GPU resources
-themselves (`dask worker ... --resources GPU=1`). A worker runs several shards at once but its
-teacher one batch at a time (label_task), so reading and writing overlap inference; torch threads per
-worker are set so a LocalCluster does not oversubscribe the machine's cores.
+GPUs (`plan_local`): a LocalCluster on a CUDA machine starts one worker per visible GPU (or --workers,
+spread over them), worker i pinned to its own device `cuda:N` (TeacherPlugin loads its teachers there),
+each with two threads, so two shards are in flight per worker: one in the teacher, one being read or
+written (label_task runs the teacher one batch at a time). Tasks ask for no dask resource, which
+would allow only one task per worker. On an existing cluster (--scheduler) the tasks go to the workers
+that declare a GPU (`dask worker ... --resources GPU=1`), each on its own default CUDA device (set
+CUDA_VISIBLE_DEVICES per worker there). Torch threads per worker are set so a LocalCluster does not
+oversubscribe the machine's cores.
 
 Worker environment: dask's nannies set MALLOC_TRIM_THRESHOLD_=65536 in workers, which turns off glibc's
 dynamic mmap threshold, so every large tensor is mmapped and unmapped again: CPU teachers ran ~25%
@@ -17,6 +20,7 @@ from __future__ import annotations
 import logging
 import os
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import dask
 
@@ -36,15 +40,48 @@ def worker_threads(client) -> int:
     return max(1, sum(client.nthreads().values()))
 
 
-def gpu_workers(client) -> int:
-    """Number of the cluster's workers declaring a GPU resource >= 1."""
-    workers = client.scheduler_info()["workers"].values()
-    return sum(1 for w in workers if w.get("resources", {}).get("GPU", 0) >= 1)
+def gpu_workers(client) -> list[str]:
+    """Addresses of the workers that declare a GPU resource."""
+    workers = client.scheduler_info()["workers"]
+    return sorted(a for a, w in workers.items() if w.get("resources", {}).get("GPU", 0) >= 1)
+
+
+MIN_THREADS_GPU = 2             # shards in flight per GPU worker: one in the teacher, one read/written
+
+
+@dataclass(frozen=True)
+class LocalPlan:
+    """What a LocalCluster starts: `workers` processes of `threads` threads; worker i runs on devices[i]."""
+    workers: int
+    threads: int
+    devices: tuple[str, ...]
+
+
+def plan_local(device: str, workers: int, threads: int, gpu_count: int) -> LocalPlan:
+    """device "cpu" | "cuda" (every visible GPU) | "cuda:N" (that one); workers 0 = automatic (1 on the
+    CPU, one per GPU). GPU workers get at least two threads (two shards in flight each) and are pinned
+    round-robin to the GPUs. UserError when CUDA is asked for and `gpu_count` has no such device."""
+    if not device.startswith("cuda"):
+        return LocalPlan(workers or 1, threads, ("cpu",) * (workers or 1))
+    gpus = list(range(gpu_count)) if device == "cuda" else [int(device.split(":", 1)[1])]
+    if not gpus or gpus[-1] >= gpu_count:
+        raise UserError(f"--device {device}: this machine has {gpu_count} CUDA device(s)")
+    n = workers or len(gpus)
+    return LocalPlan(n, max(MIN_THREADS_GPU, threads), tuple(f"cuda:{gpus[i % len(gpus)]}" for i in range(n)))
+
+
+def task_options(device: str, gpu_addresses: list[str] | None) -> dict:
+    """client.submit options: on a cluster of your own, CUDA tasks only on the workers that declare a GPU
+    (no resource request: that would allow one task per worker at a time)."""
+    if device.startswith("cuda") and gpu_addresses:
+        return {"workers": gpu_addresses, "allow_other_workers": False}
+    return {}
 
 
 @contextmanager
 def open_client(cfg):
-    """Yields (client, device, torch threads per task or None). Closes what it started."""
+    """Yields (client, device, torch threads per task or None, {worker name: device}, submit options).
+    Closes what it started."""
     from distributed import Client, LocalCluster
 
     if cfg.scheduler:
@@ -60,25 +97,25 @@ def open_client(cfg):
                                 f"(start workers with --resources GPU=1) for --device {device}")
             if not client.nthreads():
                 raise UserError(f"--scheduler {cfg.scheduler}: the cluster has no workers")
-            yield client, device, cfg.torch_threads or None
+            yield client, device, cfg.torch_threads or None, {}, task_options(device, gpus)
         finally:
             client.close()
         return
-    device = resolve_device(cfg.device).type
-    kw = {"resources": {"GPU": 1}} if device.startswith("cuda") else {}
+    device = str(resolve_device(cfg.device))                     # "cpu", "cuda" or "cuda:N"
+    plan = plan_local(device, cfg.workers, cfg.threads_per_worker, cuda_count() if device != "cpu" else 0)
     os.environ.pop(TRIM, None)      # a nanny started earlier in this process exported it to its children
     with dask.config.set({f"distributed.nanny.pre-spawn-environ.{TRIM}": None}):
-        cluster = LocalCluster(n_workers=cfg.workers, threads_per_worker=cfg.threads_per_worker, processes=True,
-                               dashboard_address=None, silence_logs=logging.ERROR, **kw)
+        cluster = LocalCluster(n_workers=plan.workers, threads_per_worker=plan.threads, processes=True,
+                               dashboard_address=None, silence_logs=logging.ERROR)
     client = Client(cluster)
-    torch_threads = cfg.torch_threads or max(1, cpu_count() // cfg.workers)   # one teacher batch at a time per worker
+    torch_threads = cfg.torch_threads or max(1, cpu_count() // plan.workers)  # one teacher batch at a time per worker
     try:
-        yield client, device, torch_threads
+        yield client, device, torch_threads, dict(enumerate(plan.devices)), {}
     finally:
         client.close()
         cluster.close()
 
 
-def task_resources(device: str) -> dict | None:
-    """Dask resources a shard task asks for: {"GPU": 1} on a CUDA device, else None."""
-    return {"GPU": 1} if device.startswith("cuda") else None
+def cuda_count() -> int:
+    import torch
+    return torch.cuda.device_count()

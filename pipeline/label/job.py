@@ -41,7 +41,7 @@ class LabelConfig:
     remap: str | None = None                   # ontology remap for the segm teacher
     flip: bool = False                         # horizontal-flip TTA (and depth_conf for depth)
     frames: str = "missing"                    # "missing": frames without that real target; "all"
-    workers: int = 1                           # LocalCluster worker processes
+    workers: int = 0                           # LocalCluster worker processes; 0 = 1 on CPU, one per GPU
     threads_per_worker: int = 2                # shards in progress per worker (one in the teacher, one reading/writing)
     torch_threads: int = 0                     # per worker; 0 = cores / workers locally, torch's own remotely
     scheduler: str | None = None               # address of a running scheduler instead of a LocalCluster
@@ -116,14 +116,18 @@ def check_config(cfg: LabelConfig) -> None:
         raise UserError(f"--device {cfg.device!r}: choose auto, cpu or cuda[:N]")
     if cfg.torch_threads < 0:
         raise UserError(f"--torch-threads must be >= 0, got {cfg.torch_threads}")
-    for key in ("workers", "threads_per_worker", "batch_size", "commit_every"):
+    if cfg.workers < 0:
+        raise UserError(f"--workers must be >= 1, got {cfg.workers}")
+    for key in ("threads_per_worker", "batch_size", "commit_every"):
         if getattr(cfg, key) < 1:
             raise UserError(f"--{key.replace('_', '-')} must be >= 1, got {getattr(cfg, key)}")
 
 
 def open_teachers(cfg: LabelConfig, store) -> dict:
     """Load each teacher once here, on the CPU: validates files, classes and remap before any cluster
-    starts, and gives the weight hashes for provenance. Workers load their own copies."""
+    starts (a segmentation teacher's output class count is checked against the remap or the store with
+    one forward pass, so no class id the store does not have is ever written), and gives the weight
+    hashes for provenance. Workers load their own copies."""
     from teachers.base import load_teacher
 
     out = {}
@@ -131,6 +135,7 @@ def open_teachers(cfg: LabelConfig, store) -> dict:
         out[task] = load_teacher(spec, task, remap=cfg.remap if task == "segm" else None, device="cpu",
                                  store_classes=store.classes if task == "segm" else None, flip=cfg.flip,
                                  batch_size=cfg.batch_size)
+        out[task].check_classes(store.classes, tuple(store.frame_size))
     return out
 
 
@@ -165,19 +170,21 @@ def run_label(cfg: LabelConfig) -> LabelResult:
             result.tag = tag_finished(store, cfg.name, new_work=False)
             return result
         t0 = time.perf_counter()
-        with open_client(cfg) as (client, device, torch_threads):
+        with open_client(cfg) as (client, device, torch_threads, devices, submit_options):
             specs = tuple(TeacherSpec(**{**asdict(s), "device": device}) for s in specs)
             n, size = store.num_frames, store.shard_frames
             path, classes = str(Path(store.path).resolve()), tuple(c["name"] for c in store.classes)
             plugin = f"mtdistill-label-{cfg.name}-{os.getpid()}-{time.time_ns()}"
-            client.register_plugin(TeacherPlugin(specs, classes, store.frame_size, torch_threads), name=plugin)
+            client.register_plugin(TeacherPlugin(specs, classes, store.frame_size, torch_threads, devices),
+                                   name=plugin)
             result.startup_s = time.perf_counter() - t0          # cluster up, teachers loaded and warm
             jobs = (ShardJob(path, store.snapshot_id, cfg.name, int(k), *shard_range(int(k), n, size), cfg.frames,
                              specs, classes, torch_threads, depth_conf) for k in pending)   # made lazily
             frames = int(np.minimum(n, (pending + 1) * size).sum() - (pending * size).sum())
             window = cfg.in_flight or 2 * worker_threads(client)
             try:
-                schedule(client, store, jobs, frames, result, provenance, window=window, cfg=cfg, device=device)
+                schedule(client, store, jobs, frames, result, provenance, window=window, cfg=cfg,
+                         submit_options=submit_options)
             finally:
                 result.seconds = time.perf_counter() - t0 - result.startup_s
                 client.unregister_worker_plugin(plugin)    # a shared cluster's new workers skip this job's teachers

@@ -17,7 +17,6 @@ import uuid
 import numpy as np
 import zarr
 
-from pipeline.label.cluster import task_resources
 from pipeline.label.plan import compact_ranges
 from pipeline.label.task import label_shard
 from pipeline.runtime import progress_bar
@@ -77,12 +76,12 @@ class Committer:
         self.t_last = time.perf_counter()
 
 
-def schedule(client, store, jobs, total: int, result, provenance: dict, *, window: int, cfg, device: str) -> None:
+def schedule(client, store, jobs, total: int, result, provenance: dict, *, window: int, cfg,
+             submit_options: dict | None = None) -> None:
     """Label every job's shard (`jobs` an iterator, `total` frames); commits as it goes; failures go to
-    result.missing."""
+    result.missing. `submit_options`: where tasks may run (pipeline/label/cluster.task_options)."""
     from distributed import as_completed
 
-    resources = task_resources(device)
     queue = iter(jobs)
     by_key: dict = {}
     committer = Committer(store, cfg, provenance, result)
@@ -93,7 +92,7 @@ def schedule(client, store, jobs, total: int, result, provenance: dict, *, windo
         if job is None:
             return None
         fut = client.submit(label_shard, job, committer.fork(), key=f"label-{cfg.name}-{job.shard}-{run_id}",
-                            retries=cfg.retries, resources=resources, pure=False)
+                            retries=cfg.retries, pure=False, **(submit_options or {}))
         by_key[fut.key] = job
         return fut
 

@@ -79,10 +79,11 @@ def get_teacher(t: TeacherSpec, store_classes):
 
     # depth with flip: the task runs both passes itself (for depth_conf), so the teacher runs without flip
     flip = t.flip and t.task == "segm"
-    key = (t.task, t.spec, t.version, t.remap, flip, t.device, t.batch_size)
+    device = worker_device(t.device)
+    key = (t.task, t.spec, t.version, t.remap, flip, device, t.batch_size)
 
     def load():
-        teacher = load_teacher(t.spec, t.task, remap=t.remap, device=t.device, flip=flip,
+        teacher = load_teacher(t.spec, t.task, remap=t.remap, device=device, flip=flip,
                                store_classes=list(store_classes) if t.task == "segm" else None,
                                batch_size=t.batch_size)
         if teacher.version != t.version:
@@ -91,6 +92,26 @@ def get_teacher(t: TeacherSpec, store_classes):
         return teacher
 
     return _cached(_teachers, key, load)
+
+
+_pinned: dict = {}              # this worker process's own device ("cuda:N"), set by TeacherPlugin
+
+
+def pin_device(devices: dict, name) -> str | None:
+    """Remember the device `devices` (worker name -> device, from cluster.plan_local) gives this worker;
+    returns it (None: no pinning, e.g. on a cluster of your own)."""
+    device = devices.get(name, devices.get(str(name))) if devices else None
+    if device:
+        _pinned["device"] = device
+        if device.startswith("cuda"):
+            import torch
+            torch.cuda.set_device(torch.device(device))
+    return device
+
+
+def worker_device(requested: str) -> str:
+    """A CUDA teacher runs on this worker's pinned GPU; anything else as requested."""
+    return _pinned.get("device", requested) if requested.startswith("cuda") else requested
 
 
 def get_store(path: str, snapshot: str):
@@ -112,20 +133,22 @@ class TeacherPlugin(WorkerPlugin):
     """Loads the job's teachers on each worker as it (re)starts and runs one warm-up batch, so the
     first shard does not pay for imports, weights and kernel selection."""
 
-    def __init__(self, teachers: tuple[TeacherSpec, ...], store_classes, frame_size, torch_threads=None):
+    def __init__(self, teachers: tuple[TeacherSpec, ...], store_classes, frame_size, torch_threads=None,
+                 devices: dict | None = None):
         self.teachers, self.store_classes = teachers, tuple(store_classes)
         self.frame_size, self.torch_threads = tuple(frame_size), torch_threads
+        self.devices = dict(devices or {})                  # worker name -> "cuda:N" (LocalCluster on GPUs)
 
     async def setup(self, worker=None):
         """Runs in the worker's task executor (the thread the shards will use), not its event loop."""
         import asyncio
 
         executor = getattr(worker, "executors", {}).get("default")
-        await asyncio.get_running_loop().run_in_executor(executor, self.load)
+        await asyncio.get_running_loop().run_in_executor(executor, self.load, getattr(worker, "name", None))
 
-    def load(self) -> None:
-        """Load every teacher (a load failure fails the job) and run one warm-up batch of noise frames on each."""
+    def load(self, worker_name=None) -> None:
         set_torch_threads(self.torch_threads)
+        pin_device(self.devices, worker_name)
         noise = np.random.default_rng(0).integers(0, 256, (2, *self.frame_size, 3), dtype=np.uint8)
         for t in self.teachers:
             teacher = get_teacher(t, self.store_classes)       # a teacher that cannot load fails the job here

@@ -7,6 +7,7 @@ file raises `SourceError` naming it; with `skip_bad` it records the file in `ski
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -31,9 +32,24 @@ class Frame:
 
 @dataclass
 class SkipLog:
-    """Bad inputs passed over with --skip-bad; recorded in the ingest commit's metadata."""
+    """Bad inputs passed over with --skip-bad, and annotation files that pair with no frame; both are
+    recorded in the ingest commit's metadata and told to the user."""
     skip_bad: bool = False
     skipped: list[dict] = field(default_factory=list)
+    unmatched: list[dict] = field(default_factory=list)   # {"folder", "file", "reason"}
+
+    def report(self, folder, what: str, files) -> None:
+        """Record annotation files of `folder` that were not ingested: (path, reason) pairs."""
+        self.unmatched += [{"folder": str(folder), "what": what, "file": str(p), "reason": why} for p, why in files]
+
+    def unmatched_lines(self, shown: int = 3) -> list[str]:
+        """One line per folder and reason: the count and the first names."""
+        groups: dict[tuple, list[str]] = {}
+        for u in self.unmatched:
+            why = "no image of that name" if u["reason"].startswith("no image named") else u["reason"]
+            groups.setdefault((u["folder"], u["what"], why), []).append(Path(u["file"]).name)
+        return [f"{folder}: {len(names)} {what} file(s) not ingested ({why}): {', '.join(names[:shown])}"
+                + (", ..." if len(names) > shown else "") for (folder, what, why), names in groups.items()]
 
     def fail(self, path, problem: str) -> None:
         """Raise for a bad file, or record it and return when skipping."""

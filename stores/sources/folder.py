@@ -1,32 +1,31 @@
 """The `folder` source: a folder of RGB images with optional matching segmentation and depth folders.
 
 Sits at the start of the flow (`mtdistill ingest folder`): user files -> validated `Frame`s at the
-store's size -> the store's writer. Also holds the file-tree machinery that the nyud (preprocessed
-layout) and kitti sources reuse: scanning, matching annotations by key, list files, and the per-frame
-loop that hands a bad file to `SkipLog`.
+store's size -> the store's writer. Also holds the per-frame loop that the nyud (preprocessed layout)
+and kitti sources reuse, which hands a bad file to `SkipLog`; file matching is stores/sources/tree.py.
 
 Matching: an image `images/<key>.<ext>` (ext png/jpg/jpeg/bmp, any case) pairs with `segm/<key>.png`
 and `depth/<key>.png` (16-bit, metres = value / depth_scale) or `depth/<key>.npy` (float metres);
-<key> is the path relative to the folder without its extension (just the stem when not recursive).
-A missing annotation means "not annotated" (None). Order: sorted by relative path.
+<key> is the path relative to the folder without its extension (just the stem when not recursive),
+optionally followed by a suffix (`_mask`, `_label`, `_depth`, `_gt`, or `segm_suffix`/`depth_suffix`).
+Annotation folders may be the images folder itself (photo1.jpg beside photo1_mask.png). Annotation
+files that pair with no frame are reported (tree.py). A missing annotation means "not annotated"
+(None). Order: sorted by relative path.
 """
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
 from stores.errors import UserError
-from stores.sources.base import SPLITS, Frame, SkipLog
+from stores.sources.base import Frame, SkipLog
 from stores.sources.images import (LABEL_FORMATS, BadInput, check_size, fit_frame, parse_fit,
                                    parse_positive, parse_split, parse_tolerance, read_depth,
                                    read_label, read_rgb)
-
-IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp")
-SEGM_EXTS = (".png",)
-DEPTH_EXTS = (".png", ".npy")
+from stores.sources.tree import (IMAGE_EXTS, Entry, depth_folder, index_folder, match_annotations, pick_one,
+                                 read_split_file, segm_folder, strip_annotations)
 
 
 @dataclass(frozen=True)
@@ -43,14 +42,20 @@ class FolderConfig:
     color_tolerance: int = 0           # colour labels: nearest colour within this per-channel distance
     depth_scale: float = 1000.0        # 16-bit depth PNGs: metres = value / depth_scale (1000 = millimetres)
     split: str = "train"               # split of every frame not named in split_file
-    split_file: str | None = None      # lines "<key> <split>"
+    split_file: str | None = None      # lines "<name> <split>", the split last (stores/sources/tree.py)
     fit: str = "resize"                # resize | crop: how frames of another size reach the store size
+    segm_suffix: str | None = None     # label files are <key><suffix>.png (default: same name or a usual suffix)
+    depth_suffix: str | None = None    # depth files are <key><suffix>.png/.npy
 
     def __post_init__(self):
         parse_fit(self.fit)
         parse_split(self.split)
         parse_tolerance(self.color_tolerance)
         parse_positive(self.depth_scale, "depth_scale")
+        for name in ("segm_suffix", "depth_suffix"):
+            v = getattr(self, name)
+            if v is not None and (not v or "/" in v or "\\" in v):
+                raise UserError(f"bad {name} {v!r}; expected the end of a file name such as _mask")
         if self.label_format not in LABEL_FORMATS:
             raise UserError(f"bad label_format {self.label_format!r}; "
                             f"choose one of {', '.join(LABEL_FORMATS)}")
@@ -69,106 +74,6 @@ def describe_dict(d: dict) -> str:
     items = [f"{k}={v}" for k, v in d.items()
              if k not in ("source", "path") and v not in (None, False, d["path"])]
     return f"{d['source']} {d['path']} " + " ".join(items)
-
-
-@dataclass(frozen=True)
-class Entry:
-    """One frame's files, before decoding."""
-    name: str                  # the Frame's name: image path relative to its folder (posix)
-    key: str                   # what annotations and list files match: name without extension
-    rgb: Path
-    split: str
-    segm: Path | None = None
-    depth: Path | None = None
-
-
-# ---- file tree ----------------------------------------------------------------------------------
-
-def index_folder(folder, exts, recursive: bool, exclude=()) -> dict[str, list[Path]]:
-    """key -> files with that key and one of `exts`, sorted by relative path; hidden files skipped."""
-    root = Path(folder)
-    if not root.is_dir():
-        raise BadInput(root, "not a folder" if root.exists() else "folder not found")
-    skip = {Path(p).resolve() for p in exclude if p}
-    found: dict[str, list[Path]] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if recursive and not d.startswith(".")
-                             and (Path(dirpath) / d).resolve() not in skip)
-        for f in filenames:
-            p = Path(dirpath) / f
-            if not f.startswith(".") and p.suffix.lower() in exts:
-                found.setdefault(p.relative_to(root).with_suffix("").as_posix(), []).append(p)
-    return {k: sorted(found[k]) for k in sorted(found)}
-
-
-def pick_one(paths: list[Path] | None, skips: SkipLog) -> tuple[bool, Path | None]:
-    """(ok, path): a key with several candidate files is ambiguous -> recorded or raised."""
-    if not paths:
-        return True, None
-    if len(paths) > 1:
-        skips.fail(paths[0], f"ambiguous: {', '.join(p.name for p in paths)} share one name")
-        return False, None
-    return True, paths[0]
-
-
-def read_list(path) -> list[tuple[int, list[str]]]:
-    """(line number, tokens) of a list file; blank lines and `#` comments skipped, `,` = space."""
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise BadInput(p, "list file not found") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise BadInput(p, f"cannot read list file ({type(e).__name__}: {e})") from None
-    lines = enumerate(text.splitlines(), 1)
-    tokens = ((n, line.split("#", 1)[0].replace(",", " ").split()) for n, line in lines)
-    return [(n, toks) for n, toks in tokens if toks]
-
-
-def key_resolver(keys) -> Callable[[str], str | None]:
-    """Lenient but unambiguous match of a list token to a key: the exact key, the key once a known
-    extension or folder prefix is stripped, or the same number ("464" -> "000464"); None when no key
-    or several keys match."""
-    keys = set(keys)
-    by_stem: dict[str, list[str]] = {}
-    by_number: dict[int, list[str]] = {}
-    for k in sorted(keys):
-        stem = k.rsplit("/", 1)[-1]
-        by_stem.setdefault(stem, []).append(k)
-        if stem.isdigit():
-            by_number.setdefault(int(stem), []).append(k)
-
-    def resolve(token: str) -> str | None:
-        t = token.replace("\\", "/").removeprefix("./")
-        if Path(t).suffix.lower() in IMAGE_EXTS + DEPTH_EXTS:
-            t = t[: -len(Path(t).suffix)]
-        if t in keys:
-            return t
-        stem = t.rsplit("/", 1)[-1]
-        hits = by_stem.get(stem) or (by_number.get(int(stem)) if stem.isdigit() else None) or []
-        return hits[0] if len(hits) == 1 else None
-
-    return resolve
-
-
-def read_split_file(path, keys, skips: SkipLog, where: str) -> dict[str, str]:
-    """key -> split from lines "<key> <split>"; a key with no image is a (skippable) missing file."""
-    out: dict[str, str] = {}
-    resolve = key_resolver(keys)
-    for n, toks in read_list(path):
-        if len(toks) < 2:
-            raise BadInput(path, f"line {n}: expected '<name> <split>', got {' '.join(toks)!r}")
-        split = toks[1]
-        if split not in SPLITS:
-            raise BadInput(path, f"line {n}: bad split {split!r}; choose one of {', '.join(SPLITS)}")
-        key = resolve(toks[0])
-        if key is None:
-            skips.fail(path, f"line {n} names {toks[0]!r} but there is no such image in {where}")
-            continue
-        if out.get(key, split) != split:
-            raise BadInput(path, f"line {n}: {toks[0]!r} listed as {out[key]} and as {split}")
-        out[key] = split
-    return out
 
 
 # ---- frames -------------------------------------------------------------------------------------
@@ -234,16 +139,19 @@ def default_void(colors) -> list[tuple]:
 
 
 def list_folder(cfg: FolderConfig, skips: SkipLog) -> list[Entry]:
-    """Every frame the folder source will read, in order (for a progress bar's total)."""
+    """Every frame the folder source will read, in order (for a progress bar's total); annotation files
+    that pair with no frame are reported in `skips.unmatched` (stores/sources/tree.py)."""
+    folders = {"segm": segm_folder(cfg.segm, cfg.segm_suffix), "depth": depth_folder(cfg.depth, cfg.depth_suffix)}
+    here = Path(cfg.images).resolve()
     found = index_folder(cfg.images, IMAGE_EXTS, cfg.recursive, exclude=(cfg.segm, cfg.depth))
-    segm = index_folder(cfg.segm, SEGM_EXTS, cfg.recursive) if cfg.segm else {}
-    depth = index_folder(cfg.depth, DEPTH_EXTS, cfg.recursive) if cfg.depth else {}
+    found = strip_annotations(found, [f for f in folders.values() if f and Path(f.path).resolve() == here])
+    ann = {t: match_annotations(f, found, cfg.recursive, skips) if f else {} for t, f in folders.items()}
     splits = read_split_file(cfg.split_file, found, skips, cfg.images) if cfg.split_file else {}
     entries = []
     for key, paths in found.items():
         ok_i, rgb = pick_one(paths, skips)
-        ok_s, s = pick_one(segm.get(key), skips)
-        ok_d, d = pick_one(depth.get(key), skips)
+        ok_s, s = pick_one(ann["segm"].get(key), skips)
+        ok_d, d = pick_one(ann["depth"].get(key), skips)
         if ok_i and ok_s and ok_d:
             name = rgb.relative_to(cfg.images).as_posix()
             entries.append(Entry(name, key, rgb, splits.get(key, cfg.split), s, d))

@@ -5,8 +5,10 @@ and raises `BadInput(path, problem)` (a one-line `SourceError`) when it is bad; 
 decoded frame to the store's (H, W). Sources catch `BadInput` per frame and hand it to `SkipLog.fail`.
 
 Conventions: sizes in messages are WxH, as image tools print them. Colour images in any PIL mode
-(RGBA, LA, P, L, CMYK, ...) are converted to RGB (alpha dropped, grey replicated); JPEG EXIF
-orientation is applied to images, never to label or depth maps.
+(RGBA, LA, P, L, CMYK, ...) are converted to RGB (alpha dropped, grey replicated). Every file (frame,
+label map, depth map) is read through ONE function, `open_image`, which applies the EXIF orientation:
+pixels come out as a viewer shows them, so a portrait phone photo, its label and its depth map agree,
+and a new store is sized from what `image_size` reads the same way.
 """
 from __future__ import annotations
 
@@ -75,26 +77,36 @@ def size_str(a: np.ndarray) -> str:
 
 # ---- decoders -----------------------------------------------------------------------------------
 
-def _open(path) -> Image.Image:
+def open_image(path) -> Image.Image:
+    """The one reader of image files (frames, labels, depth maps): decoded, EXIF orientation applied (mode
+    kept: palette, 16-bit and float images stay what they are). BadInput naming the file when it is
+    missing, empty or undecodable."""
     try:
         with Image.open(path) as im:
             im.load()
-            return im
     except FileNotFoundError:
         raise BadInput(path, "file not found") from None
+    except IsADirectoryError:
+        raise BadInput(path, "is a directory, not an image") from None
     except _DECODE_ERRORS as e:
         raise BadInput(path, f"cannot decode image ({type(e).__name__}: {e})") from None
+    try:
+        return ImageOps.exif_transpose(im)
+    except _DECODE_ERRORS:
+        return im  # a broken EXIF block leaves the pixels as stored
 
 
-def _rgb_array(path, im: Image.Image, exif: bool) -> np.ndarray:
+def image_size(path) -> tuple[int, int]:
+    """(H, W) of an image as a viewer shows it (EXIF orientation applied), decoding it fully so a
+    damaged file fails here (BadInput) as it would when read."""
+    h, w = np.asarray(open_image(path)).shape[:2]
+    return h, w
+
+
+def _rgb_array(path, im: Image.Image) -> np.ndarray:
     if im.mode in _SIXTEEN_BIT or im.mode == "F":
         raise BadInput(path, f"{im.mode} image (16-bit or float single channel); expected an 8-bit "
                              "colour or grey image")
-    if exif:
-        try:
-            im = ImageOps.exif_transpose(im)
-        except _DECODE_ERRORS:
-            pass  # a broken EXIF block leaves the pixels as stored
     if im.mode == "P" and "transparency" in im.info:
         im = im.convert("RGBA")
     return np.ascontiguousarray(np.asarray(im.convert("RGB"), dtype=np.uint8))
@@ -102,7 +114,7 @@ def _rgb_array(path, im: Image.Image, exif: bool) -> np.ndarray:
 
 def read_rgb(path) -> np.ndarray:
     """(h, w, 3) uint8; grey/palette/RGBA/CMYK converted to RGB; 16-bit or float images refused."""
-    return _rgb_array(path, _open(path), exif=True)
+    return _rgb_array(path, open_image(path))
 
 
 def check_ids(path, ids: np.ndarray, num_classes: int) -> np.ndarray:
@@ -153,7 +165,7 @@ def read_label(path, num_classes: int, fmt: str = "ids", colors=None, void_color
     fmt "ids": 8-bit grey, palette (index = id) or 16-bit grey values are the ids; "color": colour-coded,
     decoded with `colors` (class order) and `void_colors`; "auto": single-channel -> ids, else colour.
     """
-    im = _open(path)
+    im = open_image(path)
     single = im.mode in ("L", "P") + _SIXTEEN_BIT
     if fmt == "ids" or (fmt == "auto" and single):
         if not single:
@@ -162,12 +174,12 @@ def read_label(path, num_classes: int, fmt: str = "ids", colors=None, void_color
         return check_ids(path, np.asarray(im), num_classes)
     if colors is None:
         raise BadInput(path, f"colour-coded ({im.mode}) label image but no colour map to decode it")
-    return decode_colors(path, _rgb_array(path, im, exif=False), colors, void_colors, tolerance)
+    return decode_colors(path, _rgb_array(path, im), colors, void_colors, tolerance)
 
 
 def read_depth_png(path, scale: float) -> np.ndarray:
     """(h, w) float32 metres = value / scale from a 16-bit grey PNG; 0 stays 0 (invalid)."""
-    im = _open(path)
+    im = open_image(path)
     if im.mode not in _SIXTEEN_BIT:
         raise BadInput(path, f"{im.mode} depth image; expected a 16-bit (uint16) grey PNG "
                              f"(metres = value / {scale:g})")

@@ -17,8 +17,9 @@ from typing import Iterator
 from stores.classes import KITTI6_COLORS, KITTI_VOID_COLOR
 from stores.errors import UserError
 from stores.sources.base import Frame, SkipLog
-from stores.sources.folder import (IMAGE_EXTS, Entry, describe_dict, index_folder, iter_entries,
-                                   load_entry, pick_one, read_split_file)
+from stores.sources.folder import describe_dict, iter_entries, load_entry
+from stores.sources.tree import (IMAGE_EXTS, Entry, depth_folder, index_folder, match_annotations, pick_one,
+                                 read_split_file, segm_folder)
 from stores.sources.images import (decode_colors, parse_fit, parse_split, parse_tolerance,
                                    read_depth_png, read_rgb)
 
@@ -35,8 +36,10 @@ class KittiConfig:
     depth: str | None = None           # uint16 depth PNGs (metres = value / 256, 0 = invalid), same stem
     color_tolerance: int = 0           # 0: exact colours; > 0: nearest class colour within this distance
     split: str = "train"               # split of every frame not named in split_file
-    split_file: str | None = None      # lines "<stem> <split>"
+    split_file: str | None = None      # lines "<name> <split>", the split last (stores/sources/tree.py)
     fit: str = "resize"                # resize | crop: how frames of another size reach the store size
+    segm_suffix: str | None = None     # label files are <stem><suffix>.png (default: same stem or a usual suffix)
+    depth_suffix: str | None = None    # depth files are <stem><suffix>.png
 
     def __post_init__(self):
         parse_fit(self.fit)
@@ -68,8 +71,8 @@ def list_kitti(cfg: KittiConfig, skips: SkipLog) -> list[Entry]:
     """Every frame the kitti source will read, in order (for a progress bar's total)."""
     root = cfg.image_dir
     found = index_folder(root, IMAGE_EXTS, recursive=False)
-    segm = index_folder(cfg.segm, (".png",), False) if cfg.segm else {}
-    depth = index_folder(cfg.depth, (".png",), False) if cfg.depth else {}
+    folders = (segm_folder(cfg.segm, cfg.segm_suffix), depth_folder(cfg.depth, cfg.depth_suffix, (".png",)))
+    segm, depth = (match_annotations(f, found, False, skips) if f else {} for f in folders)
     splits = read_split_file(cfg.split_file, found, skips, str(root)) if cfg.split_file else {}
     entries = []
     for key, paths in found.items():

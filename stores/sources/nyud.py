@@ -10,7 +10,8 @@ store's size -> the store's writer. Two layouts, chosen by what `path` is:
   arrays are stored transposed: images (N, 3, W, H) uint8, depths (N, W, H) float32 metres, labels
   (N, W, H) uint16 over 894 classes (0 = unlabeled). Labels need a 894->40 table (.npy, indexed by the
   894-class id; 0 -> 255, k in 1..40 -> k - 1); without it only rgb and depth are ingested. Splits from
-  the official splits.mat (trainNdxs / testNdxs, 1-based) or text lists of 1-based indices.
+  the official splits.mat (MATLAB v5, read with scipy, or v7.3; trainNdxs / testNdxs, 1-based) or text
+  lists of 1-based indices.
 
 Frames in no list go to `unlisted` (a split, or "skip").
 """
@@ -25,14 +26,14 @@ import numpy as np
 
 from stores.errors import UserError
 from stores.sources.base import SPLITS, Frame, SkipLog
-from stores.sources.folder import (IMAGE_EXTS, Entry, describe_dict, index_folder, iter_entries,
-                                   key_resolver, load_entry, pick_one, read_list)
+from stores.sources.folder import describe_dict, iter_entries, load_entry
+from stores.sources.tree import (IMAGE_EXTS, Entry, depth_folder, index_folder, key_resolver, match_annotations,
+                                 pick_one, read_list, segm_folder)
 from stores.sources.images import (BadInput, check_depth, fit_frame, load_npy, parse_fit, parse_positive,
                                    read_depth_png, read_label)
 
-MAT_V5_HINT = ("is an old MATLAB v5 .mat file; only v7.3 (HDF5) .mat files can be read (no scipy): "
-               "re-save it with `save -v7.3` in MATLAB/Octave, or give the split as text lists of "
-               "1-based indices (train_list / test_list)")
+MAT_V5_HINT = ("is an old MATLAB v5 .mat file; the labeled dataset is read frame by frame from the "
+               "official v7.3 (HDF5) file: re-save it with `save -v7.3` in MATLAB/Octave")
 
 
 @dataclass(frozen=True)
@@ -99,18 +100,19 @@ def _list_tree(cfg: NyudConfig, skips: SkipLog) -> list[Entry]:
         raise BadInput(root, "no rgb/ folder: expected the preprocessed layout (rgb/, masks/, depth/) "
                              "or the official nyu_depth_v2_labeled.mat" if root.exists() else "not found")
     found = index_folder(root / "rgb", IMAGE_EXTS, recursive=False)
-    masks = index_folder(root / "masks", (".png",), False) if (root / "masks").is_dir() else {}
-    depth = index_folder(root / "depth", (".png",), False) if (root / "depth").is_dir() else {}
+    folders = (segm_folder(root / "masks"), depth_folder(root / "depth", exts=(".png",)))
+    masks, depth = (match_annotations(f, found, False, skips) if Path(f.path).is_dir() else {} for f in folders)
     resolve, split_of = key_resolver(found), {}
     for lst, split in ((cfg.train_list, "train"), (cfg.test_list, "test")):
         if lst is None and (root / f"{split}.txt").is_file():
             lst = root / f"{split}.txt"
-        for n, toks in read_list(lst) if lst else ():
-            key = resolve(toks[0])
+        for n, line in read_list(lst) if lst else ():
+            name = line if resolve(line) else line.replace(",", " ").split()[0]   # a name, or its first column
+            key = resolve(name)
             if key is None:
-                skips.fail(lst, f"line {n} names {toks[0]!r} but there is no such image in {root / 'rgb'}")
+                skips.fail(lst, f"line {n} names {name!r} but there is no such image in {root / 'rgb'}")
             elif split_of.setdefault(key, split) != split:
-                raise BadInput(lst, f"line {n}: {toks[0]!r} is also in the {split_of[key]} list")
+                raise BadInput(lst, f"line {n}: {name!r} is also in the {split_of[key]} list")
     entries = []
     for key, paths in found.items():
         split = split_of.get(key, cfg.unlisted)
@@ -137,6 +139,30 @@ def open_mat(path) -> h5py.File:
         return h5py.File(p, "r")
     except OSError as e:
         raise BadInput(p, f"cannot open HDF5 file ({e})") from None
+
+
+def read_mat_arrays(path, names) -> dict[str, np.ndarray]:
+    """Small named arrays of a .mat file of either kind: MATLAB v5 (the official NYUDv2 splits.mat) with
+    scipy.io.loadmat, v7.3 (HDF5) with h5py. BadInput naming the file when unreadable or a name is missing."""
+    p = Path(path)
+    if not p.is_file():
+        raise BadInput(p, "file not found")
+    if h5py.is_hdf5(p):
+        with open_mat(p) as f:
+            have = sorted(f.keys())
+            arrays = {k: np.asarray(f[k]) for k in names if k in f and isinstance(f[k], h5py.Dataset)}
+    else:
+        import scipy.io
+        try:
+            data = scipy.io.loadmat(str(p), variable_names=list(names))
+            have = sorted(k for k, *_ in scipy.io.whosmat(str(p)))
+        except (ValueError, TypeError, OSError, NotImplementedError) as e:   # scipy's errors for non-.mat input
+            raise BadInput(p, f"not a readable MATLAB .mat file ({type(e).__name__}: {e})") from None
+        arrays = {k: np.asarray(data[k]) for k in names if k in data}
+    missing = [k for k in names if k not in arrays]
+    if missing:
+        raise BadInput(p, f"no {', '.join(missing)} (has {', '.join(have) or 'nothing'})")
+    return arrays
 
 
 def mat_shape(path, f: h5py.File) -> tuple[int, int, int]:
@@ -179,20 +205,19 @@ def _mat_splits(cfg: NyudConfig, n: int, skips: SkipLog) -> dict[int, str]:
             raise BadInput(src, f"{where}: frame {i} is both {out[i - 1]} and {split}")
 
     if cfg.splits:
-        with open_mat(cfg.splits) as f:
-            for ds, split in (("trainNdxs", "train"), ("testNdxs", "test")):
-                if ds not in f:
-                    raise BadInput(cfg.splits, f"no {ds} (has {', '.join(sorted(f.keys()))})")
-                idx = np.asarray(f[ds]).ravel()
-                if not np.all(np.mod(idx, 1) == 0):
-                    raise BadInput(cfg.splits, f"{ds} holds non-integer indices")
-                for i in idx.astype(np.int64):
-                    add(cfg.splits, ds, int(i), split)
+        arrays = read_mat_arrays(cfg.splits, ("trainNdxs", "testNdxs"))
+        for ds, split in (("trainNdxs", "train"), ("testNdxs", "test")):
+            idx = arrays[ds].ravel()
+            if not np.issubdtype(idx.dtype, np.number) or not np.all(np.mod(idx, 1) == 0):
+                raise BadInput(cfg.splits, f"{ds} holds non-integer indices")
+            for i in idx.astype(np.int64):
+                add(cfg.splits, ds, int(i), split)
     for lst, split in ((cfg.train_list, "train"), (cfg.test_list, "test")):
-        for line, toks in read_list(lst) if lst else ():
-            if not toks[0].isdigit():
-                raise BadInput(lst, f"line {line}: {toks[0]!r} is not a 1-based frame index")
-            add(lst, f"line {line}", int(toks[0]), split)
+        for ln, line in read_list(lst) if lst else ():
+            first = line.replace(",", " ").split()[0]
+            if not first.isdigit():
+                raise BadInput(lst, f"line {ln}: {first!r} is not a 1-based frame index")
+            add(lst, f"line {ln}", int(first), split)
     return out
 
 
