@@ -64,6 +64,7 @@ class SizeType(click.ParamType):
         self.min_side, self.max_side = min_side, max_side
 
     def convert(self, value, param, ctx):
+        """'WIDTHxHEIGHT' text -> (H, W); fails (usage error) naming the value otherwise."""
         if isinstance(value, tuple):
             return value
         try:
@@ -78,6 +79,7 @@ class FiniteFloat(click.FloatRange):
     name = "finite float"
 
     def convert(self, value, param, ctx):
+        """A finite float within the type's range; fails for NaN, inf, text or out-of-range values."""
         rv = click.FLOAT.convert(value, param, ctx)
         if not math.isfinite(rv):
             self.fail(f"{value!r} is not a finite number.", param, ctx)
@@ -116,6 +118,7 @@ class OpsetType(click.ParamType):
     name = "OPSET"
 
     def convert(self, value, param, ctx):
+        """An int opset the installed exporter and onnx support; fails otherwise."""
         lo, hi = 17, max_opset()
         return click.IntRange(lo, hi).convert(value, param, ctx)
 
@@ -133,6 +136,7 @@ class NameType(click.ParamType):
     name = "NAME"
 
     def convert(self, value, param, ctx):
+        """The name, checked against the allowed characters; fails otherwise."""
         text = str(value)
         if (not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._@/-]{0,99}", text) or ".." in text
                 or text.endswith("/")):
@@ -160,6 +164,7 @@ class StorePathType(click.ParamType):
     name = "STORE"
 
     def convert(self, value, param, ctx):
+        """The path text; fails for an empty value or a path that cannot be a store."""
         text = str(value)
         if not text.strip():
             self.fail("empty path: give the store's folder", param, ctx)
@@ -176,6 +181,7 @@ class OutPath(click.Path):
     current folder."""
 
     def convert(self, value, param, ctx):
+        """The output path text; fails for an empty value or a path of the wrong kind."""
         if not str(value).strip():
             self.fail("empty path", param, ctx)
         return super().convert(value, param, ctx)
@@ -201,6 +207,7 @@ class RefType(click.ParamType):
     name = "REF"
 
     def convert(self, value, param, ctx):
+        """The ref text; fails for an empty value."""
         if not str(value).strip():
             self.fail("empty: give a branch, tag or snapshot id", param, ctx)
         return str(value)
@@ -214,6 +221,7 @@ class TextType(click.ParamType):
     name = "TEXT"
 
     def convert(self, value, param, ctx):
+        """The stripped text; fails for an empty value."""
         if not str(value).strip():
             self.fail("empty value", param, ctx)
         return str(value)
@@ -230,6 +238,7 @@ class IntListType(click.ParamType):
         self.lengths, self.lo, self.hi = tuple(lengths), lo, hi
 
     def convert(self, value, param, ctx):
+        """Comma-separated ints -> list[int] within the bounds; fails otherwise."""
         if isinstance(value, tuple):
             return value
         try:

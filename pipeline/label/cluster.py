@@ -117,5 +117,7 @@ def open_client(cfg):
 
 
 def cuda_count() -> int:
+    """Number of CUDA devices this process sees (0 without CUDA)."""
     import torch
+
     return torch.cuda.device_count()

@@ -147,6 +147,8 @@ class TeacherPlugin(WorkerPlugin):
         await asyncio.get_running_loop().run_in_executor(executor, self.load, getattr(worker, "name", None))
 
     def load(self, worker_name=None) -> None:
+        """Pin this worker to its device, load every teacher (a load failure fails the job) and run one warm-up
+        batch of noise frames on each."""
         set_torch_threads(self.torch_threads)
         pin_device(self.devices, worker_name)
         noise = np.random.default_rng(0).integers(0, 256, (2, *self.frame_size, 3), dtype=np.uint8)

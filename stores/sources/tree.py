@@ -60,6 +60,7 @@ class AnnotationFolder:
 
     @property
     def suffixes(self) -> tuple[str, ...]:
+        """The name suffixes an annotation file may carry: the explicit one, else the usual ones."""
         return (self.suffix,) if self.suffix else self.usual
 
 
@@ -93,6 +94,7 @@ def walk(folder, recursive: bool, exclude=()) -> list[Path]:
 
 
 def key_of(root, path: Path) -> str:
+    """The matching key of a file: its path below `root` without extension, '/'-separated."""
     return path.relative_to(root).with_suffix("").as_posix()
 
 
