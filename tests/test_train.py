@@ -118,7 +118,7 @@ def test_cli_train_and_evaluate(train_store, tmp_path):
     r = runner.invoke(cli, ["evaluate", str(train_store.path), str(ckpt), "--split", "val"])
     assert "mIoU" in r.stdout and "RMSE" in r.stdout and "c4" in r.stdout
     r = runner.invoke(cli, ["evaluate", str(train_store.path), str(tmp_path / "nope.pt")])
-    assert r.exit_code == 1 and "no such checkpoint" in r.output
+    assert r.exit_code == 2 and "nope.pt' does not exist" in r.output
 
 
 def test_a_loss_that_turns_nan_stops_the_run_and_keeps_the_last_good_checkpoint(train_store, tmp_path, monkeypatch):

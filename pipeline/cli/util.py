@@ -63,6 +63,9 @@ class SizeType(click.ParamType):
     def __init__(self, min_side: int = 8, max_side: int = MAX_SIDE):
         self.min_side, self.max_side = min_side, max_side
 
+    def get_metavar(self, param, ctx=None):
+        return "WIDTHxHEIGHT"
+
     def convert(self, value, param, ctx):
         """'WIDTHxHEIGHT' text -> (H, W); fails (usage error) naming the value otherwise."""
         if isinstance(value, tuple):
