@@ -112,7 +112,7 @@ class DeviceType(click.ParamType):
         try:
             resolve_device(text, f"--{param.name}" if param else "--device")
         except UserError as e:
-            self.fail(str(e).split(" ", 2)[-1], param, ctx)
+            self.fail(str(e).split(" ", 1)[-1], param, ctx)      # "VALUE: reason" (click names the option)
         return text
 
 
