@@ -169,25 +169,7 @@ def run_label(cfg: LabelConfig) -> LabelResult:
             result.nothing_to_do = True
             result.tag = tag_finished(store, cfg.name, new_work=False)
             return result
-        t0 = time.perf_counter()
-        with open_client(cfg) as (client, device, torch_threads, devices, submit_options):
-            specs = tuple(TeacherSpec(**{**asdict(s), "device": device}) for s in specs)
-            n, size = store.num_frames, store.shard_frames
-            path, classes = str(Path(store.path).resolve()), tuple(c["name"] for c in store.classes)
-            plugin = f"mtdistill-label-{cfg.name}-{os.getpid()}-{time.time_ns()}"
-            client.register_plugin(TeacherPlugin(specs, classes, store.frame_size, torch_threads, devices),
-                                   name=plugin)
-            result.startup_s = time.perf_counter() - t0          # cluster up, teachers loaded and warm
-            jobs = (ShardJob(path, store.snapshot_id, cfg.name, int(k), *shard_range(int(k), n, size), cfg.frames,
-                             specs, classes, torch_threads, depth_conf) for k in pending)   # made lazily
-            frames = int(np.minimum(n, (pending + 1) * size).sum() - (pending * size).sum())
-            window = cfg.in_flight or 2 * worker_threads(client)
-            try:
-                schedule(client, store, jobs, frames, result, provenance, window=window, cfg=cfg,
-                         submit_options=submit_options)
-            finally:
-                result.seconds = time.perf_counter() - t0 - result.startup_s
-                client.unregister_worker_plugin(plugin)    # a shared cluster's new workers skip this job's teachers
+        run_shards(cfg, store, specs, pending, depth_conf, provenance, result)
         store = store.reopen()
         result.snapshot = store.snapshot_id
         result.missing.update({int(k): "not done" for k in pending_shards(store, cfg.name)
@@ -195,6 +177,32 @@ def run_label(cfg: LabelConfig) -> LabelResult:
         if not result.missing:
             result.tag = tag_finished(store, cfg.name)
         return result
+
+
+def run_shards(cfg: LabelConfig, store, specs, pending, depth_conf: bool, provenance: dict,
+               result: LabelResult) -> None:
+    """Label the `pending` shards on a dask client (cfg.scheduler or a LocalCluster): register the teachers
+    as a worker plugin, schedule one task per shard (made lazily), commit as they finish; fills
+    result.startup_s (cluster up, teachers warm), seconds, commits and missing."""
+    t0 = time.perf_counter()
+    with open_client(cfg) as (client, device, torch_threads, devices, submit_options):
+        specs = tuple(TeacherSpec(**{**asdict(s), "device": device}) for s in specs)
+        n, size = store.num_frames, store.shard_frames
+        path, classes = str(Path(store.path).resolve()), tuple(c["name"] for c in store.classes)
+        plugin = f"mtdistill-label-{cfg.name}-{os.getpid()}-{time.time_ns()}"
+        client.register_plugin(TeacherPlugin(specs, classes, store.frame_size, torch_threads, devices),
+                               name=plugin)
+        result.startup_s = time.perf_counter() - t0          # cluster up, teachers loaded and warm
+        jobs = (ShardJob(path, store.snapshot_id, cfg.name, int(k), *shard_range(int(k), n, size), cfg.frames,
+                         specs, classes, torch_threads, depth_conf) for k in pending)   # made lazily
+        frames = int(np.minimum(n, (pending + 1) * size).sum() - (pending * size).sum())
+        window = cfg.in_flight or 2 * worker_threads(client)
+        try:
+            schedule(client, store, jobs, frames, result, provenance, window=window, cfg=cfg,
+                     submit_options=submit_options)
+        finally:
+            result.seconds = time.perf_counter() - t0 - result.startup_s
+            client.unregister_worker_plugin(plugin)    # a shared cluster's new workers skip this job's teachers
 
 
 def tag_finished(store, name: str, new_work: bool = True) -> str:
