@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.evaluate.metrics import DepthMetrics, SegmMetrics
+from pipeline.evaluate.metrics import DepthMetrics, SegmMetrics, iou_table
 from stores.errors import UserError
 
 THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
@@ -202,9 +202,7 @@ def format_report(r: dict, class_names) -> str:
         for t in c["thresholds"]:
             lines.append(f"  {t['threshold']:>16.2f}  {_num(t['kept'], '5.1f', 100)}%  "
                          f"{_num(t['accuracy'], '6.1f', 100)}%")
-        cells = [f"{n[:14]:<14} {_num(v, '5.1f', 100):>5}" for n, v in zip(class_names, s["iou"])]
-        lines.append("  per-class IoU (%):")
-        lines += ["    " + "   ".join(cells[i:i + 4]) for i in range(0, len(cells), 4)]
+        lines += iou_table(s["iou"], class_names)
     if "depth" in r:
         d = r["depth"]
         lines.append(f"depth ({d['frames']} frames, {100 * d['coverage']:.1f}% of valid real pixels covered):")
