@@ -64,6 +64,7 @@ class SizeType(click.ParamType):
         self.min_side, self.max_side = min_side, max_side
 
     def get_metavar(self, param, ctx=None):
+        """How --help shows the value: WIDTHxHEIGHT."""
         return "WIDTHxHEIGHT"
 
     def convert(self, value, param, ctx):
