@@ -19,7 +19,8 @@ from stores.sources.synthetic.outdoor import outdoor_scene
 from stores.sources.synthetic.palette import domain, make_material
 from stores.sources.synthetic.raycast import AX_CYL, AX_ELL, BOX, CYL, ELL, FACE, GROUND, ROOM, STRIP, cast
 from stores.sources.synthetic.sensor import kinect_valid, lidar_valid
-from stores.sources.synthetic.texture import LOCAL_KINDS, Patch, noise, noise_tile, paint
+from stores.sources.synthetic.painters import paint
+from stores.sources.synthetic.texture import LOCAL_KINDS, Patch, noise, noise_tile
 
 PRESET_CODE = {"indoor": 1, "outdoor": 2}
 VOID = 255
