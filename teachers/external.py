@@ -64,12 +64,6 @@ def file_kind(path: Path) -> str:
     return kind
 
 
-def safe_torch_load(path: Path, what: str = "teacher file"):
-    """A teacher file or weights file through stores.files.read_weights (weights_only): tensors and plain
-    containers only; a pickle naming any other Python object is refused (UserError naming it)."""
-    return read_weights(path, what)
-
-
 def first_line(e: Exception) -> str:
     """First line of an exception's message (its repr when the message is empty), for one-line UserErrors."""
     text = str(e).strip()
@@ -81,7 +75,7 @@ def load_teacher_checkpoint(path: Path) -> tuple[nn.Module, dict]:
     "norm", "classes", "name", ...} (teachers.base.save_teacher), or a student training checkpoint {"arch":
     {"name": "student", "num_classes"}, "model", "classes", "tasks", ...} (`mtdistill train`'s last.pt), so a
     distilled student can label a second round. UserError naming the file otherwise."""
-    ckpt = safe_torch_load(path)
+    ckpt = read_weights(path, "teacher file")
     if not isinstance(ckpt, dict) or "arch" not in ckpt or "model" not in ckpt:
         raise UserError(f"{path}: not a teacher checkpoint (needs 'arch' and 'model'; "
                         f"save one with teachers.base.save_teacher)")
@@ -178,7 +172,7 @@ def load_entry_point(spec: str, weights=None) -> nn.Module:
     if not isinstance(model, nn.Module):
         raise UserError(f"{spec}: must return a torch.nn.Module, returned {type(model).__name__}")
     if weights is not None:
-        state = safe_torch_load(Path(weights), "weights file")
+        state = read_weights(Path(weights), "weights file")
         if isinstance(state, dict) and ("model" in state or "state_dict" in state):
             state = state.get("model", state.get("state_dict"))
         if not isinstance(state, dict):

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from pipeline.checkpoint import build_model, load_checkpoint
-from pipeline.deploy.bench import read_student
+from pipeline.checkpoint import read_student
 from stores.errors import UserError
 from stores.files import read_weights
 from teachers.base import load_teacher

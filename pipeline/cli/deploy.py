@@ -88,7 +88,7 @@ def export_cmd(checkpoint, onnx_path, opset, int8, calibrate, calibrate_frames, 
       mtdistill export runs/nyud/last.pt --onnx student.onnx
       mtdistill export runs/nyud/last.pt --onnx student.int8.onnx --int8 --calibrate nyud.ice --calibrate-frames 32
     """
-    from pipeline.deploy.bench import read_student
+    from pipeline.checkpoint import read_student
     from pipeline.deploy.export import export_onnx
 
     if int8 and not calibrate:

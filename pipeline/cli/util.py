@@ -206,32 +206,22 @@ def in_file() -> click.Path:
     return click.Path(exists=True, dir_okay=False, readable=True)
 
 
-class RefType(click.ParamType):
-    """A store version: a branch, tag or snapshot id (not empty; checked against the store when opened)."""
-    name = "REF"
-
-    def convert(self, value, param, ctx):
-        """The ref text; fails for an empty value."""
-        if not str(value).strip():
-            self.fail("empty: give a branch, tag or snapshot id", param, ctx)
-        return str(value)
-
-
-REF = RefType()
-
-
 class TextType(click.ParamType):
-    """Free text that must not be empty or blank (a split, a pseudo set, a class list, an encoder...)."""
-    name = "TEXT"
+    """Free text that must not be empty or blank (a split, a pseudo set, a class list, an encoder, a store
+    version...); `hint` says what to give instead."""
+
+    def __init__(self, name: str = "TEXT", hint: str = "empty value"):
+        self.name, self.hint = name, hint
 
     def convert(self, value, param, ctx):
-        """The stripped text; fails for an empty value."""
+        """The text as given; fails (usage error, with the hint) for an empty or blank value."""
         if not str(value).strip():
-            self.fail("empty value", param, ctx)
+            self.fail(self.hint, param, ctx)
         return str(value)
 
 
 TEXT = TextType()
+REF = TextType("REF", "empty: give a branch, tag or snapshot id")   # checked against the store when opened
 
 
 class IntListType(click.ParamType):

@@ -23,6 +23,7 @@ from torch import nn
 
 from pipeline.deploy.export import export_onnx, ort_session, run_onnx
 from pipeline.deploy.quantize import quantize_onnx, random_calibration
+from pipeline.checkpoint import read_student
 from pipeline.runtime import resolve_device
 from stores.errors import UserError
 from student.model import build_student, count_parameters
@@ -43,32 +44,6 @@ def count_macs(model: nn.Module, size: tuple[int, int], in_channels: int = 3) ->
 def load_student(checkpoint: str | Path) -> nn.Module:
     """The student of a checkpoint, in eval mode (see read_student)."""
     return read_student(checkpoint)[0]
-
-
-def read_student(checkpoint: str | Path) -> tuple[nn.Module, dict]:
-    """(student in eval mode, checkpoint dict) from a training checkpoint ({"arch": {"name": "student",
-    "num_classes"}, "config", "model", "classes", ...}) or a bare state dict, loaded with weights_only=True.
-    num_classes comes from "arch", else "config", else the segmentation head's shape. Errors name the file."""
-    from stores.files import read_weights
-
-    path = Path(checkpoint)
-    ckpt = read_weights(path, "checkpoint")
-    ckpt = ckpt if isinstance(ckpt, dict) else {}
-    arch = ckpt.get("arch") if isinstance(ckpt.get("arch"), dict) else {}
-    if arch.get("name", "student") != "student":
-        raise UserError(f"{path}: checkpoint holds a {arch['name']!r} network, not the student")
-    state = ckpt.get("model", ckpt)
-    head = "heads.segm.2.weight"
-    if not isinstance(state, dict) or head not in state:
-        raise UserError(f"{path}: checkpoint has no student state dict (expected key 'model' with {head!r})")
-    config = ckpt.get("config") if isinstance(ckpt.get("config"), dict) else {}
-    num_classes = int(arch.get("num_classes", config.get("num_classes", state[head].shape[0])))
-    model = build_student(num_classes)
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as e:
-        raise UserError(f"{path}: checkpoint does not fit the student ({str(e).splitlines()[0]})") from None
-    return model.eval(), (ckpt if "model" in ckpt else {"model": state})
 
 
 def _cpu_paths(model: nn.Module, x: torch.Tensor, tmp: Path, threads: int) -> dict[str, Callable]:

@@ -1,6 +1,6 @@
 """Run a trained student on image files (`mtdistill predict`): pictures for people and raw outputs for tools.
 
-Flow: checkpoint -> student (pipeline/deploy/bench.read_student) + its class list; each image file (any size,
+Flow: checkpoint -> student (pipeline/checkpoint.read_student) + its class list; each image file (any size,
 grey/RGBA/palette converted to RGB) -> padded to a multiple of 32 with the mean colour -> student ->
 logits / depth upsampled to the padded size and cropped back (pipeline/evaluate/evaluate.predict) -> files in
 OUT, named after the image; NAME is the image's path relative to the folder all inputs share, without
@@ -43,9 +43,9 @@ def classes_of(ckpt: dict, num_classes: int) -> list[dict]:
 
 def load_predictor(checkpoint) -> tuple[torch.nn.Module, list[dict]]:
     """(student in eval mode, its class list) from a checkpoint file; UserError naming the file when it is
-    not a student checkpoint (see bench.read_student).
+    not a student checkpoint (see pipeline.checkpoint.read_student).
     """
-    from pipeline.deploy.bench import read_student
+    from pipeline.checkpoint import read_student
 
     model, ckpt = read_student(checkpoint)
     return model, classes_of(ckpt, model.num_classes)
