@@ -80,23 +80,57 @@ def check_pseudo_compatible(store, name: str, policy: MergePolicy | None = None)
 
 
 def resolve_policy(policy: MergePolicy, store, indices, max_frames: int = 64, min_share: float = 0.01) -> MergePolicy:
-    """The policy with depth_classes="observed" replaced by the class ids that carry real depth in the data:
-    over up to `max_frames` frames of `indices` with both real annotations, the classes with valid real
-    depth on at least `min_share` of their pixels (a LiDAR never returns sky: sky gets no pseudo depth).
-    Any other policy comes back unchanged. Raises StoreError if no frame has both annotations."""
-    if policy.depth_classes != OBSERVED:
-        return policy
+    """The policy with its data-dependent settings filled in from up to `max_frames` training frames
+    (evenly spaced over `indices`): depth_classes="observed" (observed_depth_classes) and, with
+    segm_class_share > 0, segm_class_thresholds (class_thresholds). Already resolved settings stay."""
+    if policy.depth_classes == OBSERVED:
+        policy = replace(policy, depth_classes=observed_depth_classes(store, indices, max_frames, min_share))
+    if policy.pseudo is not None and policy.segm_class_share > 0 and policy.segm_class_thresholds is None:
+        policy = replace(policy, segm_class_thresholds=class_thresholds(store, policy, indices, max_frames))
+    return policy
+
+
+def _spread(indices, n: int) -> np.ndarray:
+    """Up to n evenly spaced entries of `indices`."""
+    indices = np.asarray(indices)
+    return indices[np.linspace(0, len(indices) - 1, min(n, len(indices))).astype(int)] if len(indices) else indices
+
+
+def observed_depth_classes(store, indices, max_frames: int, min_share: float) -> tuple[int, ...]:
+    """The class ids that carry real depth in the data: over frames of `indices` with both real annotations,
+    the classes with valid real depth on at least `min_share` of their pixels (a LiDAR never returns sky:
+    sky gets no pseudo depth). Raises StoreError if no frame has both annotations."""
     root = store.root
     both = np.asarray(indices)[root["real/has_segm"][:][indices] & root["real/has_depth"][:][indices]]
     if len(both) == 0:
         raise StoreError(f"{store.path}: pseudo depth classes 'observed' needs frames with both real "
                          f"segmentation and real depth; the training split has none")
-    picks = both[np.linspace(0, len(both) - 1, min(max_frames, len(both))).astype(int)]
     pixels, with_depth = np.zeros(256, np.int64), np.zeros(256, np.int64)
-    for i in picks:
+    for i in _spread(both, max_frames):
         segm, depth = root["real/segm"][int(i)], root["real/depth"][int(i)]
         pixels += np.bincount(segm.ravel(), minlength=256)
         with_depth += np.bincount(segm[depth > 0].ravel(), minlength=256)
     share = with_depth[:store.num_classes] / np.maximum(pixels[:store.num_classes], 1)
-    keep = tuple(int(c) for c in np.flatnonzero((share >= min_share) & (pixels[:store.num_classes] > 0)))
-    return replace(policy, depth_classes=keep)
+    return tuple(int(c) for c in np.flatnonzero((share >= min_share) & (pixels[:store.num_classes] > 0)))
+
+
+def class_thresholds(store, policy: MergePolicy, indices, max_frames: int) -> tuple[float, ...]:
+    """Class-balanced confidence thresholds (0..1, one per class) of the pseudo set: for class c, the
+    confidence above which the most confident `policy.segm_class_share` of the pixels the teacher labels c
+    lie, over frames of `indices` the set covers (a class the teacher never predicts gets 1.0)."""
+    g = store.pseudo(policy.pseudo)
+    idx = np.asarray(indices)
+    hist = np.zeros((store.num_classes, 256), np.int64)           # class x confidence (x255)
+    for i in _spread(idx[idx < g["segm"].shape[0]], max_frames):
+        segm, conf = g["segm"][int(i)].ravel(), g["conf"][int(i)].ravel()
+        ok = segm < store.num_classes
+        np.add.at(hist, (segm[ok], conf[ok]), 1)
+    out = []
+    for h in hist:
+        if h.sum() == 0:
+            out.append(1.0)
+            continue
+        above = np.cumsum(h[::-1])[::-1]                          # pixels with confidence >= v
+        v = int(np.flatnonzero(above >= policy.segm_class_share * h.sum()).max())
+        out.append(round(v / 255, 6))
+    return tuple(out)

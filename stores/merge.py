@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy import ndimage
 
+from stores.depthfit import fit_depth
 from stores.errors import UserError
 
 SRC_NONE, SRC_REAL, SRC_PSEUDO = 0, 1, 2
@@ -21,50 +22,68 @@ class MergePolicy:
     """How real and pseudo targets merge, per pixel (recorded in every checkpoint).
 
     Segmentation: real label where annotated, else the teacher's label where its confidence (0..1) reaches
-    `segm_threshold`. Depth (metres): real depth where valid (unless `depth_override`), else the teacher's
-    depth where its confidence reaches `depth_threshold`, after these optional steps, in order:
+    `segm_threshold`, or, with `segm_class_share` > 0 (class-balanced self-training, Zou et al., ECCV 2018),
+    the lower of that and the class's own threshold: the confidence above which the `segm_class_share` most
+    confident of the pixels the teacher gives that class lie (`segm_class_thresholds`, one per class,
+    filled by stores.dataset.resolve_policy from the training frames), so rare, less confident classes keep
+    pseudo-labels. Depth (metres): real depth where valid (unless `depth_override`), else the teacher's
+    depth where its confidence reaches `depth_threshold` (`depth_fill` "holes": in every pixel without real
+    depth, the paper's LiDAR hole filling; "frames": only in frames without any real depth), after these
+    optional steps, in order:
     - depth_classes: pseudo depth only on pixels whose merged class is listed (None: all classes); the
       training loop fills it with the classes that carry real depth in the data (`--pseudo-depth-classes
       observed`), so e.g. sky, which a LiDAR never returns, gets no invented depth;
     - depth_anchor "scale": pseudo depth of a frame times median(real / pseudo) over the pixels where both
-      exist (at least `anchor_points`), the per-frame scale fit of the paper's KITTI hole filling;
+      exist (at least `anchor_points`; stores/depthfit.py), the per-frame scale fit of the paper's KITTI hole
+      filling; a frame whose fit misses its own real points by a median relative error above
+      `anchor_max_residual` (> 0) gets no pseudo depth;
     - depth_consistency > 0: drop pseudo depth within `consistency_radius` pixels of a real pixel where the
       (anchored) pseudo depth is off by more than this relative error;
     - depth_max > 0: drop pseudo depth beyond this many metres.
     Raises UserError for thresholds outside [0, 1] or an unknown anchor mode."""
     pseudo: str | None = None         # pseudo-label set name; None = real targets only
     segm_threshold: float = 0.5       # pseudo segm used where teacher confidence >= this (0..1)
+    segm_class_share: float = 0.0     # class-balanced: keep at least this share of each class's pixels
+    segm_class_thresholds: tuple[float, ...] | None = None    # per class; resolved from the data
     depth_threshold: float = 0.0      # pseudo depth used where its confidence >= this (0..1)
     depth_override: bool = False      # pseudo depth replaces valid (sparse) real depth too
+    depth_fill: str = "holes"         # "holes": pixels without real depth; "frames": frames without real depth
     use_real: bool = True             # False: pseudo targets only (teacher-only regime)
     depth_classes: tuple[int, ...] | str | None = None    # or "observed": resolved by the training loop
     depth_anchor: str = "none"        # "none" | "scale"
     anchor_points: int = 20
+    anchor_max_residual: float = 0.0  # relative; 0 = keep every fitted frame
     depth_consistency: float = 0.0    # relative error tolerance; 0 = no filter
     consistency_radius: int = 4       # pixels
     depth_max: float = 0.0            # metres; 0 = no cap
 
     def __post_init__(self):
-        for name in ("segm_threshold", "depth_threshold"):
+        for name in ("segm_threshold", "depth_threshold", "segm_class_share"):
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
                 raise UserError(f"{name.replace('_', '-')} {v} outside [0, 1]")
+        if self.depth_fill not in FILLS:
+            raise UserError(f"depth fill {self.depth_fill!r}: choose one of {list(FILLS)}")
         if self.depth_anchor not in ANCHORS:
             raise UserError(f"depth anchor {self.depth_anchor!r}: choose one of {list(ANCHORS)}")
         if self.depth_classes is not None and self.depth_classes != OBSERVED:
             if isinstance(self.depth_classes, str):
                 raise UserError(f"pseudo depth classes {self.depth_classes!r}: give class ids, None or {OBSERVED!r}")
             object.__setattr__(self, "depth_classes", tuple(int(c) for c in self.depth_classes))
+        if self.segm_class_thresholds is not None:
+            object.__setattr__(self, "segm_class_thresholds", tuple(float(t) for t in self.segm_class_thresholds))
 
     def to_dict(self) -> dict:
         """Plain dict of the fields (JSON-ready; depth_classes as a list or None)."""
         d = asdict(self)
-        if isinstance(self.depth_classes, tuple):
-            d["depth_classes"] = list(self.depth_classes)
+        for k in ("depth_classes", "segm_class_thresholds"):
+            if isinstance(d[k], tuple):
+                d[k] = list(d[k])
         return d
 
 
 ANCHORS = ("none", "scale")
+FILLS = ("holes", "frames")
 OBSERVED = "observed"
 
 
@@ -81,8 +100,7 @@ def merge_targets(real_segm: np.ndarray, real_depth: np.ndarray, policy: MergePo
     segm_src = np.where(segm != 255, SRC_REAL, SRC_NONE).astype(np.uint8)
     depth_src = np.where(depth > 0, SRC_REAL, SRC_NONE).astype(np.uint8)
     if policy.pseudo is not None and pseudo is not None:
-        # conf is stored as round(p * 255): compare in the same integer units
-        s_thr = np.ceil(policy.segm_threshold * 255 - 1e-6)
+        s_thr = segm_thresholds(pseudo["segm"], policy)
         take = (segm == 255) & (pseudo["segm"] != 255) & (pseudo["conf"] >= s_thr)
         segm[take] = pseudo["segm"][take]
         segm_src[take] = SRC_PSEUDO
@@ -92,10 +110,22 @@ def merge_targets(real_segm: np.ndarray, real_depth: np.ndarray, policy: MergePo
         ok = pd > 0
         if d_conf is not None:
             ok &= d_conf >= np.ceil(policy.depth_threshold * 255 - 1e-6)
+        if policy.depth_fill == "frames":        # only frames (.., H, W) without any real depth
+            ok &= ~(real_depth > 0).any(axis=(-2, -1), keepdims=True)
         take = ok if policy.depth_override else ok & (depth <= 0)
         depth[take] = pd[take]
         depth_src[take] = SRC_PSEUDO
     return {"segm": segm, "depth": depth, "segm_src": segm_src, "depth_src": depth_src}
+
+
+def segm_thresholds(pseudo_segm: np.ndarray, policy: MergePolicy):
+    """The confidence each pseudo pixel must reach, in the stored units (round(p * 255)): the global
+    threshold, or per pixel min(global, its class's threshold) with class-balanced thresholds."""
+    glob = np.ceil(policy.segm_threshold * 255 - 1e-6)
+    if not policy.segm_class_thresholds:
+        return glob
+    per_class = np.minimum(np.ceil(np.asarray(policy.segm_class_thresholds) * 255 - 1e-6), glob)
+    return np.append(per_class, glob)[np.minimum(pseudo_segm, len(per_class))]
 
 
 def pseudo_depth(pd: np.ndarray, real: np.ndarray, segm: np.ndarray, policy: MergePolicy) -> np.ndarray:
@@ -118,9 +148,13 @@ def pseudo_depth(pd: np.ndarray, real: np.ndarray, segm: np.ndarray, policy: Mer
 
 def _anchor_and_filter(pd: np.ndarray, real: np.ndarray, policy: MergePolicy) -> np.ndarray:
     """One frame (H, W): scale anchoring, then the consistency filter."""
+    if policy.depth_anchor == "scale":
+        fit = fit_depth(pd, real, "scale", min_points=policy.anchor_points)
+        if fit is not None:
+            if 0 < policy.anchor_max_residual < fit.residual:
+                return np.zeros_like(pd)
+            pd = fit.apply(pd)
     both = (pd > 0) & (real > 0)
-    if policy.depth_anchor == "scale" and both.sum() >= policy.anchor_points:
-        pd = pd * np.float32(np.median(real[both] / pd[both]))
     if policy.depth_consistency > 0 and both.any():
         rel = np.zeros(pd.shape, bool)
         rel[both] = np.abs(pd[both] - real[both]) > policy.depth_consistency * real[both]

@@ -67,8 +67,27 @@ def test_known_calibration_and_done_flags(qstore):
     t = {x["threshold"]: x for x in cal["thresholds"]}
     assert t[0.5]["kept"] == 1.0 and t[0.6]["kept"] == 0.5 and t[0.6]["accuracy"] == 1.0
     assert r["depth"]["abs_rel"] == pytest.approx(0.1, abs=1e-3) and r["depth"]["delta1"] == 1.0
+    # the verdicts: labels worth it from threshold 0.6 on; depth off by a scale only: anchored, exact up to float16
+    assert r["verdict"]["segm"].startswith("segm: worth it: pseudo-labels at --segm-threshold 0.6 are 100.0% accurate")
+    held = r["depth"]["held_out"]
+    assert held["teacher"]["rmse"] < 0.01 < held["real_only"]["rmse"] and held["teacher"]["pixels"] > 0
+    assert r["verdict"]["depth"].startswith("depth: worth it")
     with pytest.raises(UserError, match="no labeled frame"):
         quality_report(s, "c", split="val")                      # val frames 12..15 are in shard 1 (not done)
+
+
+def test_a_teacher_worse_than_the_real_data_gets_a_not_worth_it_verdict(qstore):
+    segm, depth = real(qstore)
+    rng = np.random.default_rng(1)
+    noise = rng.integers(0, 5, segm.shape).astype(np.uint8)            # confident, 20% right
+    wild = np.clip(depth[:, ::-1] * np.exp(rng.normal(0, 1.5, depth.shape)), 0, 60000)   # another frame, noisy
+    s = write_pseudo(qstore, "bad", noise, np.full(segm.shape, 255, np.uint8), wild, [True, True])
+    r = quality_report(s, "bad")
+    assert r["verdict"]["segm"].startswith("segm: NOT worth it")
+    assert r["verdict"]["depth"].startswith("depth: NOT worth it")
+    from pipeline.evaluate.qa import format_report
+    text = format_report(r, [c["name"] for c in s.classes])
+    assert text.count("verdict: ") == 2
 
 
 def test_calibration_bins_by_hand():

@@ -15,15 +15,24 @@ def merge_options(fn):
         click.option("--pseudo", type=TEXT, default=None, help="Pseudo-label set to merge in (default: real targets only)."),
         click.option("--segm-threshold", type=FiniteFloat(0, 1), default=0.5, show_default=True,
                      help="Use a pseudo label where the teacher's confidence >= this."),
+        click.option("--segm-class-share", type=FiniteFloat(0, 1), default=0.0, show_default=True,
+                     help="Class-balanced thresholds: per class, keep at least this share of the pixels the "
+                          "teacher gives it, its most confident ones (0 = one global threshold)."),
         click.option("--depth-threshold", type=FiniteFloat(0, 1), default=0.0, show_default=True,
                      help="Use pseudo depth where its confidence (flip-TTA agreement) >= this."),
         click.option("--depth-override", is_flag=True, help="Pseudo depth replaces valid real depth too."),
+        click.option("--depth-fill", type=click.Choice(["holes", "frames"]), default="holes", show_default=True,
+                     help="holes: pseudo depth in every pixel without real depth (LiDAR hole filling); "
+                          "frames: only in frames without any real depth."),
         click.option("--pseudo-depth-classes", "depth_classes", type=click.Choice(["all", "observed"]),
                      default="all", show_default=True,
                      help="observed: pseudo depth only on classes that carry real depth in the training data "
                           "(a LiDAR never returns sky, so sky gets none)."),
         click.option("--depth-anchor", type=click.Choice(["none", "scale"]), default="none", show_default=True,
                      help="scale: multiply each frame's pseudo depth by median(real / pseudo) over its real pixels."),
+        click.option("--anchor-max-residual", type=FiniteFloat(0, 100), default=0.0, show_default=True,
+                     help="With --depth-anchor scale: no pseudo depth in frames whose fit misses their real "
+                          "depth by a median relative error above this (0 = keep all)."),
         click.option("--depth-consistency", type=FiniteFloat(0, 100), default=0.0, show_default=True,
                      help="Drop pseudo depth near real pixels it misses by more than this relative error (0 = off)."),
         click.option("--depth-max", type=FiniteFloat(0, 1e5), default=0.0, show_default=True,
@@ -33,8 +42,8 @@ def merge_options(fn):
     return fn
 
 
-MERGE_FIELDS = ("pseudo", "segm_threshold", "depth_threshold", "depth_override", "depth_classes", "depth_anchor",
-                "depth_consistency", "depth_max")
+MERGE_FIELDS = ("pseudo", "segm_threshold", "segm_class_share", "depth_threshold", "depth_override", "depth_fill",
+                "depth_classes", "depth_anchor", "anchor_max_residual", "depth_consistency", "depth_max")
 
 
 def policy_from_options(options: dict):
@@ -69,16 +78,26 @@ def loop_options(fn):
                      help="Encoder learning rate [1e-3 with --pretrained or --encoder-weights (fine-tuning), "
                           "1e-2 from random initialisation]."),
         click.option("--lr-decoder", type=FiniteFloat(0, 10), default=1e-2, show_default=True),
+        click.option("--optimizer", type=click.Choice(["sgd", "adamw"]), default="sgd", show_default=True,
+                     help="sgd: SGD with momentum 0.9 (the paper's); adamw: AdamW with the same rates."),
         click.option("--weight-decay", type=FiniteFloat(0, 1), default=1e-5, show_default=True),
         click.option("--seed", type=SEED, default=0, show_default=True),
         click.option("--workers", type=workers(0), default=2, show_default=True,
                      help="DataLoader worker processes."),
         click.option("--device", type=DeviceType(), default="auto", show_default=True,
                      help="auto, cpu, cuda, cuda:1..."),
+        click.option("--amp", type=click.Choice(["auto", "on", "off"]), default="auto", show_default=True,
+                     help="bf16 autocast + channels_last: auto = on CUDA and on CPUs with native bf16."),
         click.option("--ckpt-every", type=count(0, 10**8), default=0, show_default=True,
                      help="Checkpoint every N steps (0 = each epoch)."),
         click.option("--grad-clip", type=FiniteFloat(0, 1e6), default=0.0, show_default=True,
                      help="Clip the gradients' global L2 norm to this (0 = no clipping)."),
+        click.option("--warmup", type=FiniteFloat(0, 1), default=0.0, show_default=True,
+                     help="Fraction of the run with a linear learning-rate warm-up."),
+        click.option("--pseudo-drop", type=FiniteFloat(0, 0.99), default=0.0, show_default=True,
+                     help="Ignore this share of the highest-loss pseudo-labeled pixels of each batch."),
+        click.option("--strong-augment", is_flag=True,
+                     help="Colour jitter and blur on samples with pseudo targets, CutMix within batches."),
         click.option("--resume", is_flag=True, help="Continue the run from its last checkpoint."),
     ]):
         fn = opt(fn)
@@ -93,12 +112,14 @@ def build_config(store, arch: dict, run: str, policy, task_weights, **options):
     from pipeline.train.config import TrainConfig
 
     (lo, hi), crop, flip = options.pop("scale"), options.pop("crop"), not options.pop("no_flip")
+    strong = options.pop("strong_augment")
     if lo <= 0 or hi < lo:
         from stores.errors import UserError
         raise UserError(f"--scale {lo} {hi}: need 0 < min <= max")
     options["val_split"] = options["val_split"] or None
     return TrainConfig(store=store, arch=arch, run=run, policy=policy, task_weights=task_weights,
-                       augment=AugmentConfig(scale_min=lo, scale_max=hi, crop=crop, flip=flip), **options)
+                       augment=AugmentConfig(scale_min=lo, scale_max=hi, crop=crop, flip=flip, strong=strong),
+                       **options)
 
 
 def summarize_run(result: dict) -> None:

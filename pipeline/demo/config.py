@@ -34,7 +34,18 @@ class DemoConfig:
     teacher_width: float = 0.5               # ResNet-38 width multiplier
     teacher_units: tuple[int, ...] = (3, 3, 6, 3)
     lr_encoder: float = 1e-2                 # no ImageNet weights offline: the encoder learns from scratch
+    # levers for every student (no pseudo-labels needed): see BENCHMARKS.md, "Distillation ablation"
+    grad_clip: float = 20.0                  # global gradient norm: trims the spikes of berHu in metres
+    warmup: float = 0.0
+    strong_augment: bool = False             # CutMix (all regimes); colour jitter + blur on pseudo-labeled frames
+    # the merge of (b)
     segm_threshold: float = 0.5
+    segm_class_share: float = 0.0
+    pseudo_drop: float = 0.0
+    depth_classes: str | None = "observed"   # no pseudo depth on classes a LiDAR never returns (sky)
+    depth_anchor: str = "scale"              # each frame's teacher depth scaled to its own LiDAR points
+    depth_threshold: float = 0.5             # flip-TTA agreement of the teacher's depth
+    depth_consistency: float = 0.25          # no pseudo depth near LiDAR points it misses by > 25%
     teacher_sees_target: bool = True         # teachers also train on the target's few labeled frames
     seed: int = 0
     device: str = "auto"
@@ -47,6 +58,12 @@ class DemoConfig:
         base = dict(frames=3000, source_frames=2000, student_steps=6000, teacher_steps=8000,
                     teacher="resnet38", batch_size=8)
         return cls(**{**base, **kw})
+
+    def pseudo_policy(self) -> MergePolicy:
+        """The merge policy of regime (b): real targets, then the teachers' labels as the levers above say."""
+        return MergePolicy(pseudo=PSEUDO, segm_threshold=self.segm_threshold, segm_class_share=self.segm_class_share,
+                           depth_classes=self.depth_classes, depth_anchor=self.depth_anchor,
+                           depth_threshold=self.depth_threshold, depth_consistency=self.depth_consistency)
 
     def frame_size(self) -> tuple[int, int]:
         """(H, W) of every demo store: `size` if set, else 96x128 (indoor) or 80x256 (outdoor) pixels."""

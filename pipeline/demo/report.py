@@ -149,7 +149,7 @@ def machine() -> str:
     return f"{os.cpu_count()}-core {cpu} CPU, {gpu}, torch {torch.__version__}"
 
 
-def write_report(cfg, stores, teachers, students, results, label) -> Path:
+def write_report(cfg, stores, teachers, students, results, label, qa: dict) -> Path:
     """Print the results table and write report.md, results.json, qualitative.png and curves.png into cfg.out;
     returns the report's path. Assumes the last three results rows are students (a), (b), (c).
     """
@@ -180,6 +180,13 @@ Latency: batch 1, eager fp32 at {w}x{h} on {resolve_device(cfg.device)}.
 
 {verdict}
 
+Before training, `mtdistill qa {out / 'target.ice'} --pseudo teachers --split val` judged the teacher on the
+val split (frames it never saw):
+{chr(10).join("- " + v for v in qa["verdict"].values())}
+
+Regime (b) merges the teachers' labels by {merge_words(cfg)}; every student: gradient norm clipped at
+{cfg.grad_clip:g}{f", {100 * cfg.warmup:g}% warm-up" if cfg.warmup else ""}{", CutMix and strong colour noise" if cfg.strong_augment else ""}.
+
 Student GMAC at 640x480: {a.get('gmac_640x480', 0):.2f} (paper: 5.94 G multiply-adds; timm's MobileNet-v2 lacks one
 1x1 conv of the reference, 0.08 GMAC).
 
@@ -202,6 +209,23 @@ Stores: {', '.join(f'`{k}`' for k in stores)} under `{out}`; runs under `{out / 
     click.echo(verdict)
     click.echo(f"report: {path}")
     return path
+
+
+def merge_words(cfg) -> str:
+    """The demo's (b) merge policy in words."""
+    p = cfg.pseudo_policy()
+    parts = [f"confidence >= {p.segm_threshold:g}" + (f" or within the top {100 * p.segm_class_share:g}% of its class"
+                                                        if p.segm_class_share else "")]
+    parts.append("pseudo depth in every LiDAR hole" + (" of classes that carry real depth" if p.depth_classes else ""))
+    if p.depth_anchor != "none":
+        parts.append("each frame's teacher depth scaled to its real depth")
+    if p.depth_consistency:
+        parts.append(f"dropped within {p.consistency_radius} px of real points it misses by > {100 * p.depth_consistency:g}%")
+    if p.depth_threshold:
+        parts.append(f"flip-TTA depth confidence >= {p.depth_threshold:g}")
+    if cfg.pseudo_drop:
+        parts.append(f"the {100 * cfg.pseudo_drop:g}% highest-loss pseudo pixels of each batch ignored")
+    return "; ".join(parts)
 
 
 def summarize_effect(a: dict, b: dict, c: dict) -> str:

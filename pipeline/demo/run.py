@@ -39,7 +39,7 @@ def ingest_plans(cfg: DemoConfig) -> dict:
 
     size = cfg.frame_size()
     target = SyntheticConfig(preset=cfg.preset, frames=cfg.frames, size=size, seed=cfg.seed, style=0,
-                             segm_fraction=cfg.segm_fraction, depth_fraction=1.0,
+                             segm_fraction=(cfg.segm_fraction, 1.0), depth_fraction=1.0,
                              splits=(0.6, 0.1, 0.15, 0.15), sensor=True)
     source = SyntheticConfig(preset=cfg.preset, frames=cfg.source_frames, size=size, seed=cfg.seed + 1,
                              style=1, segm_fraction=1.0, depth_fraction=1.0, splits=(0.9, 0.1, 0.0, 0.0),
@@ -97,8 +97,9 @@ def train_config(cfg: DemoConfig, store: str, run: str, arch: dict, split: str, 
     from pipeline.train.config import TrainConfig
     return TrainConfig(store=store, run=run, out=str(Path(cfg.out) / "runs"), arch=arch, policy=policy,
                        split=split, val_split="val", steps=steps, batch_size=cfg.batch_size,
-                       augment=AugmentConfig(scale_min=0.8, scale_max=1.5), seed=cfg.seed,
-                       lr_encoder=cfg.lr_encoder,
+                       augment=AugmentConfig(scale_min=0.8, scale_max=1.5, strong=cfg.strong_augment),
+                       seed=cfg.seed, lr_encoder=cfg.lr_encoder, grad_clip=cfg.grad_clip, warmup=cfg.warmup,
+                       pseudo_drop=cfg.pseudo_drop if policy.pseudo else 0.0,
                        workers=min(cfg.workers, 2), device=cfg.device, task_weights=tasks)
 
 
@@ -193,12 +194,27 @@ def label_target(cfg: DemoConfig, stores: dict, teachers: dict):
     say("labeling the target frames that lack targets (dask.distributed)")
     lcfg = LabelConfig(store=stores["target.ice"], name=PSEUDO,
                        teachers=tuple(sorted((t, v["teacher"]) for t, v in teachers.items())),
-                       frames="missing", workers=cfg.workers, batch_size=cfg.batch_size, device=cfg.device)
+                       frames="all", flip=True, workers=cfg.workers, batch_size=cfg.batch_size, device=cfg.device)
     result = run_label(lcfg)
     if result.missing:
         raise UserError(f"labeling left {len(result.missing)} shard(s) unlabeled: {result.missing}")
     click.echo(format_result(result), err=True)
     return result
+
+
+def teacher_check(stores: dict) -> dict:
+    """`mtdistill qa` of the pseudo set on the val split (frames the teachers never saw), before any student
+    trains; its verdict lines are printed and go into the report."""
+    from pipeline.evaluate.qa import quality_report
+    from stores.repo import FrameStore
+
+    try:
+        qa = quality_report(FrameStore.open(stores["target.ice"]), PSEUDO, split="val")
+    except UserError as e:                     # e.g. a tiny demo whose val split has no annotated frame
+        qa = {"verdict": {"all": f"not measured: {e}"}}
+    for line in qa["verdict"].values():
+        click.echo(f"qa verdict: {line}", err=True)
+    return qa
 
 
 # ---- 3. students --------------------------------------------------------------------------------
@@ -210,7 +226,7 @@ def train_students(cfg: DemoConfig, stores: dict) -> dict:
     runs = {}
     for name, (title, store, split, policy) in REGIMES.items():
         if policy is None:
-            policy = MergePolicy(pseudo=PSEUDO, segm_threshold=cfg.segm_threshold)
+            policy = cfg.pseudo_policy()
         tcfg = train_config(cfg, stores[store], f"student-{name}", {"name": "student"}, split, policy,
                             cfg.student_steps)
         say(f"student {title}: {cfg.student_steps} steps" + (" (done before)" if finished(tcfg) else ""))
@@ -232,10 +248,11 @@ def run_demo(cfg: DemoConfig) -> dict:
     say("2/5 teachers")
     teachers = train_teachers(cfg, stores)
     label = label_target(cfg, stores, teachers)
+    qa = teacher_check(stores)
     say("3/5 students")
     students = train_students(cfg, stores)
     say("4/5 evaluation on the target test split")
     results = evaluate_all(cfg, stores, teachers, students)
     say("5/5 report")
-    report = write_report(cfg, stores, teachers, students, results, label)
+    report = write_report(cfg, stores, teachers, students, results, label, qa)
     return {"report": str(report), "results": results}

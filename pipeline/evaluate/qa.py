@@ -4,17 +4,25 @@ targets exist.
 Flow: after `mtdistill label` (best with `--frames all`, so frames with real targets get pseudo-labels
 too) -> **quality_report** streams the labeled shards once: segmentation mIoU / per-class IoU against
 real labels (pipeline.evaluate.metrics.SegmMetrics), confidence calibration (accuracy per confidence bin, ECE,
-accuracy and coverage above each merge threshold), depth RMSE / abs rel / delta1 (DepthMetrics) ->
-text, JSON and a reliability plot. Only frames of shards whose done flag is set count.
+accuracy and coverage above each merge threshold), depth RMSE / abs rel / delta1 (DepthMetrics), and a
+held-out check of depth: per frame the real depth points in 1/5 of its 16x16 tiles are held out, the teacher's depth is
+anchored (stores/depthfit.py, scale) on the rest and compared on them with what the real depth alone gives
+there (each held-out point filled from its nearest kept real point) -> one verdict line per task, text,
+JSON and a reliability plot. Only frames of shards whose done flag is set count.
 """
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage
 
 from pipeline.evaluate.metrics import DepthMetrics, SegmMetrics, iou_table
+from stores.depthfit import fit_depth
 from stores.errors import UserError
 
 THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
+HOLD_OUT = 5            # 1/5 of each frame's TILE x TILE tiles (a per-frame random draw) are held out
+TILE = 16               # pixels: held-out tiles are holes to fill, not single points next to kept ones
+GOOD_ACCURACY = 0.8     # pseudo-labels this accurate (vs real labels) are worth training on
 
 
 class Calibration:
@@ -87,6 +95,7 @@ class _Tally:
 
     def __init__(self, num_classes: int):
         self.segm, self.calib, self.depth = SegmMetrics(num_classes, invalid_pred="ignore"), Calibration(), DepthMetrics()
+        self.held = {"teacher": DepthMetrics(), "real_only": DepthMetrics()}    # on held-out real points
         self.cover = {"segm": [0, 0], "depth": [0, 0]}                 # [pseudo-labeled, real] pixels
         self.used = {"segm": 0, "depth": 0}                            # frames with the real target
 
@@ -108,8 +117,26 @@ class _Tally:
             pseudo = g["depth"][lo:hi][rel].astype(np.float32)
             both = (real > 0) & (pseudo > 0)
             self.depth.update(pseudo, np.where(both, real, 0))
+            for i, r, p in zip(idx, real, pseudo):
+                self.add_held_out(int(i), r, p)
             self.cover["depth"][0] += int(both.sum())
             self.cover["depth"][1] += int((real > 0).sum())
+
+    def add_held_out(self, index: int, real: np.ndarray, pseudo: np.ndarray) -> None:
+        """One frame: the teacher's depth, scale-anchored on the real points outside 1/5 of its 16x16 tiles, and
+        the nearest of those real points, both compared on the held-out tiles (points the fit did not see)."""
+        valid = (real > 0) & (pseudo > 0)
+        h, w = real.shape
+        tiles = np.random.default_rng([index, 5]).integers(0, HOLD_OUT, (-(-h // TILE), -(-w // TILE))) == 0
+        held = valid & np.kron(tiles, np.ones((TILE, TILE), bool))[:h, :w]
+        kept = (real > 0) & ~held
+        fit = fit_depth(pseudo, real, "scale", mask=kept)
+        if fit is None or not held.any():
+            return
+        target = np.where(held, real, 0)
+        self.held["teacher"].update(fit.apply(pseudo), target)
+        nearest = ndimage.distance_transform_edt(~kept, return_distances=False, return_indices=True)
+        self.held["real_only"].update(real[tuple(nearest)], target)
 
     def coverage(self, task: str) -> float:
         return self.cover[task][0] / max(self.cover[task][1], 1)
@@ -141,7 +168,33 @@ def quality_report(store, name: str, split: str | None = None) -> dict:
         out["segm"] = {**tally.segm.compute(), "frames": tally.used["segm"], "coverage": tally.coverage("segm"),
                        "calibration": tally.calib.summary()}
     if "depth" in tasks and "depth" not in missing:
-        out["depth"] = {**tally.depth.compute(), "frames": tally.used["depth"], "coverage": tally.coverage("depth")}
+        out["depth"] = {**tally.depth.compute(), "frames": tally.used["depth"], "coverage": tally.coverage("depth"),
+                        "held_out": {k: v.compute() for k, v in tally.held.items()}}
+    out["verdict"] = verdicts(out)
+    return out
+
+
+def verdicts(r: dict) -> dict:
+    """One line per measured task: is the teacher worth training on? segm: yes when the pseudo-labels kept
+    at some threshold of THRESHOLDS are at least GOOD_ACCURACY accurate against real labels (the lowest such
+    threshold is suggested); depth: yes when the anchored teacher beats filling from the real depth alone on
+    the held-out points (RMSE)."""
+    out = {}
+    if "segm" in r:
+        ok = [t for t in r["segm"]["calibration"]["thresholds"]
+              if t["accuracy"] is not None and t["accuracy"] >= GOOD_ACCURACY and t["kept"] >= 0.1]
+        miou = 100 * r["segm"]["miou"]
+        out["segm"] = (f"segm: worth it: pseudo-labels at --segm-threshold {ok[0]['threshold']:g} are "
+                       f"{100 * ok[0]['accuracy']:.1f}% accurate on {100 * ok[0]['kept']:.0f}% of the labeled pixels "
+                       f"(mIoU {miou:.1f}%)" if ok else
+                       f"segm: NOT worth it: at no threshold are the pseudo-labels {100 * GOOD_ACCURACY:.0f}% accurate "
+                       f"on 10% of the pixels (mIoU {miou:.1f}%); train on real labels only or get a better teacher")
+    held = r.get("depth", {}).get("held_out", {})
+    if held and held["teacher"]["pixels"]:
+        t, b = held["teacher"]["rmse"], held["real_only"]["rmse"]
+        out["depth"] = (f"depth: {'worth it' if t < b else 'NOT worth it'}: anchored to each frame's real depth, "
+                        f"the teacher's RMSE on held-out real points is {t:.3f} m vs {b:.3f} m from the nearest real "
+                        f"point ({held['teacher']['pixels']} points)")
     return out
 
 
@@ -209,4 +262,5 @@ def format_report(r: dict, class_names) -> str:
         lines.append(f"  RMSE {_num(d['rmse'], '.3f')} m   abs rel {_num(d['abs_rel'], '.3f')}   "
                      f"delta<1.25 {_num(d['delta1'], '.3f')}   RMSE(log) {_num(d['rmse_log'], '.3f')}")
     lines += [f"{why}; not measured" for why in r.get("not_measured", {}).values()]
+    lines += [f"verdict: {v}" for v in r.get("verdict", {}).values()]
     return "\n".join(lines)

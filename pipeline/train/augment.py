@@ -1,4 +1,5 @@
-"""Training-time augmentation of one sample: random scale (depth / scale), crop, flip, padding.
+"""Training-time augmentation of one sample: random scale (depth / scale), crop, flip, padding; optionally
+strong photometric noise on samples with pseudo targets, and CutMix over a batch.
 
 Runs inside DataLoader workers on the Dataset's items (stores/dataset.py); every random draw comes
 from a numpy Generator seeded by (run seed, epoch, position), so a resumed run sees the same samples.
@@ -15,6 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from stores.merge import SRC_PSEUDO
 from student.model import MEAN_RGB
 
 
@@ -36,16 +38,25 @@ def one_thread():
 @dataclass(frozen=True)
 class AugmentConfig:
     """Random scale in [scale_min, scale_max] (depth divided by the scale), crop (H, W) in pixels (None: the
-    frame size; smaller frames are padded), horizontal flip with probability 0.5."""
+    frame size; smaller frames are padded), horizontal flip with probability 0.5; `strong`: colour jitter and
+    blur on samples that carry pseudo targets and CutMix within each batch (pipeline/train/loop.py)."""
     scale_min: float = 0.8
     scale_max: float = 2.0
     crop: tuple[int, int] | None = None   # (H, W); None = the frame size
     flip: bool = True
+    strong: bool = False
+
+
+LABEL_MAPS = ("segm", "segm_src", "depth_src")     # resized nearest, padded with "none"
+PAD = {"segm": 255, "segm_src": 0, "depth_src": 0}
 
 
 def augment(item: dict, cfg: AugmentConfig, rng: np.random.Generator) -> dict:
-    """item: {"rgb" uint8 (3,H,W), "segm" int64 (H,W), "depth" float32 (H,W), ...} -> same keys."""
-    rgb, segm, depth = item["rgb"], item["segm"], item["depth"]
+    """item: {"rgb" uint8 (3,H,W), "segm" int64 (H,W), "depth" float32 (H,W), optional "segm_src" /
+    "depth_src" uint8 (H,W), ...} -> same keys, geometrically transformed alike; with cfg.strong, an item
+    that carries pseudo targets also gets photometric noise (strong_photometric)."""
+    rgb, depth = item["rgb"], item["depth"]
+    maps = {k: item[k] for k in LABEL_MAPS if k in item}
     h, w = rgb.shape[-2:]
     ch, cw = cfg.crop or (h, w)
     s = float(rng.uniform(cfg.scale_min, cfg.scale_max))
@@ -54,7 +65,8 @@ def augment(item: dict, cfg: AugmentConfig, rng: np.random.Generator) -> dict:
         with one_thread():
             rgb = F.interpolate(rgb[None].float(), size=(sh, sw), mode="bilinear", align_corners=False)[0]
         rgb = rgb.round().clamp(0, 255).to(torch.uint8)
-        segm = F.interpolate(segm[None, None].float(), size=(sh, sw), mode="nearest")[0, 0].long()
+        maps = {k: F.interpolate(v[None, None].float(), size=(sh, sw), mode="nearest")[0, 0].to(v.dtype)
+                for k, v in maps.items()}
         depth = F.interpolate(depth[None, None], size=(sh, sw), mode="nearest")[0, 0] / s  # closer = bigger
     # pad to at least the crop size: mean colour, ignore label, invalid depth
     ph, pw = max(0, ch - sh), max(0, cw - sw)
@@ -63,11 +75,51 @@ def augment(item: dict, cfg: AugmentConfig, rng: np.random.Generator) -> dict:
         canvas = mean.expand(3, sh + ph, sw + pw).clone()
         canvas[:, :sh, :sw] = rgb
         rgb = canvas
-        segm = F.pad(segm, (0, pw, 0, ph), value=255)
+        maps = {k: F.pad(v, (0, pw, 0, ph), value=PAD[k]) for k, v in maps.items()}
         depth = F.pad(depth, (0, pw, 0, ph), value=0.0)
     y = int(rng.integers(0, rgb.shape[-2] - ch + 1))
     x = int(rng.integers(0, rgb.shape[-1] - cw + 1))
-    rgb, segm, depth = rgb[:, y:y + ch, x:x + cw], segm[y:y + ch, x:x + cw], depth[y:y + ch, x:x + cw]
+    rgb, depth = rgb[:, y:y + ch, x:x + cw], depth[y:y + ch, x:x + cw]
+    maps = {k: v[y:y + ch, x:x + cw] for k, v in maps.items()}
     if cfg.flip and rng.random() < 0.5:
-        rgb, segm, depth = rgb.flip(-1), segm.flip(-1), depth.flip(-1)
-    return {**item, "rgb": rgb.contiguous(), "segm": segm.contiguous(), "depth": depth.contiguous()}
+        rgb, depth, maps = rgb.flip(-1), depth.flip(-1), {k: v.flip(-1) for k, v in maps.items()}
+    if cfg.strong and any(bool((v == SRC_PSEUDO).any()) for k, v in maps.items() if k.endswith("_src")):
+        rgb = strong_photometric(rgb, rng)
+    return {**item, "rgb": rgb.contiguous(), "depth": depth.contiguous(),
+            **{k: v.contiguous() for k, v in maps.items()}}
+
+
+def strong_photometric(rgb: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    """Colour jitter (brightness, contrast, saturation 0.6-1.4, hue +-0.05) and, with probability 0.5, a
+    Gaussian blur (sigma 0.1-1.5 px) of uint8 (3,H,W) RGB, through torchvision's functional transforms; the
+    strong view of self-training on pseudo-labels (FixMatch / ST++ style)."""
+    from torchvision.transforms.v2 import functional as TF
+
+    b, c, sat = (float(v) for v in rng.uniform(0.6, 1.4, 3))
+    with one_thread():
+        rgb = TF.adjust_hue(TF.adjust_saturation(TF.adjust_contrast(TF.adjust_brightness(rgb, b), c), sat),
+                            float(rng.uniform(-0.05, 0.05)))
+        if rng.random() < 0.5:
+            sigma = float(rng.uniform(0.1, 1.5))
+            rgb = TF.gaussian_blur(rgb, kernel_size=2 * int(np.ceil(2 * sigma)) + 1, sigma=sigma)
+    return rgb
+
+
+def cutmix(batch: dict, rng: np.random.Generator, p: float = 0.5) -> dict:
+    """CutMix for dense targets: with probability `p` per sample, a box (area share ~ U(0.1, 0.5)) of the
+    next sample in the batch (rgb, segm, depth and their source maps alike) is pasted into it. batch:
+    {"rgb" (B,3,H,W), "segm" / "depth" / "*_src" (B,H,W), ...}; returns a new dict, the input untouched."""
+    keys = [k for k in ("rgb", "segm", "depth", *LABEL_MAPS[1:]) if k in batch]
+    out = {**batch, **{k: batch[k].clone() for k in keys}}
+    b = len(batch["rgb"])
+    h, w = batch["rgb"].shape[-2:]
+    for i in range(b):
+        if b < 2 or rng.random() >= p:
+            continue
+        area = rng.uniform(0.1, 0.5)
+        bh, bw = max(1, int(h * np.sqrt(area))), max(1, int(w * np.sqrt(area)))
+        y, x = int(rng.integers(0, h - bh + 1)), int(rng.integers(0, w - bw + 1))
+        j = (i + 1) % b
+        for k in keys:
+            out[k][i, ..., y:y + bh, x:x + bw] = batch[k][j, ..., y:y + bh, x:x + bw]
+    return out

@@ -6,9 +6,11 @@ import math
 from dataclasses import asdict, dataclass, field
 
 from pipeline.train.augment import AugmentConfig
+from stores.errors import UserError
 from stores.merge import MergePolicy
 
 
+OPTIMIZERS = ("sgd", "adamw")
 FINETUNE_LR = 1e-3     # encoder lr for ImageNet-pretrained weights (the paper fine-tunes at 1e-3 / 1e-2)
 SCRATCH_LR = 1e-2      # encoder lr from random initialisation: the encoder must learn as fast as the decoder
 
@@ -17,7 +19,8 @@ SCRATCH_LR = 1e-2      # encoder lr from random initialisation: the encoder must
 class TrainConfig:
     """Everything one training run needs (saved as config.json and in every checkpoint; `--resume` must
     match it). Learning rates are SGD rates per parameter group (encoder / decoder + heads); `milestones`
-    are fractions of the run at which both are multiplied by `gamma`; `task_weights` scale the per-task
+    are fractions of the run at which both are multiplied by `gamma`; `optimizer` "adamw" uses AdamW (Loshchilov &
+    Hutter 2019) with the same rates and weight decay instead of SGD with momentum; `task_weights` scale the per-task
     losses (student/losses.py); `augment` holds scale range, crop (H, W) and flip; `steps` > 0 fixes the
     number of optimiser steps, else `epochs` decide."""
     store: str
@@ -34,12 +37,16 @@ class TrainConfig:
     augment: AugmentConfig = AugmentConfig()
     lr_encoder: float | None = None               # None: FINETUNE_LR with pretrained weights, else SCRATCH_LR
     lr_decoder: float = 1e-2
+    optimizer: str = "sgd"                        # "sgd" (with momentum, the paper's) or "adamw"
     momentum: float = 0.9
     weight_decay: float = 1e-5
     milestones: tuple[float, ...] = (0.5, 0.75)   # fractions of the run where the lr is multiplied by gamma
     gamma: float = 0.1
     grad_clip: float = 0.0                        # clip the gradients' global L2 norm to this; 0 = no clipping
+    warmup: float = 0.0                           # fraction of the run with a linear lr warm-up from 0
+    pseudo_drop: float = 0.0                      # share of highest-loss pseudo-target pixels ignored per batch
     task_weights: tuple[tuple[str, float], ...] = (("segm", 0.5), ("depth", 0.5))
+    amp: str = "auto"                             # bf16 autocast: "auto" (CUDA, CPUs with bf16), "on", "off"
     seed: int = 0
     workers: int = 2
     device: str = "auto"
@@ -49,6 +56,10 @@ class TrainConfig:
     stop_after: int = 0                           # stop (as if killed) after this many steps; 0 = never
 
     def __post_init__(self):
+        if self.amp not in ("auto", "on", "off"):
+            raise UserError(f"amp {self.amp!r}: choose auto, on or off")
+        if self.optimizer not in OPTIMIZERS:
+            raise UserError(f"optimizer {self.optimizer!r}: choose one of {list(OPTIMIZERS)}")
         if self.lr_encoder is None:
             pretrained = self.pretrained or self.encoder_weights or self.arch.get("pretrained", False)
             object.__setattr__(self, "lr_encoder", FINETUNE_LR if pretrained else SCRATCH_LR)
@@ -62,6 +73,9 @@ class TrainConfig:
         return d
 
 
-def lr_factor(step: int, total: int, milestones, gamma: float) -> float:
-    """Step decay: multiply by gamma at each milestone (a fraction of `total` steps)."""
-    return gamma ** sum(step >= math.ceil(m * total) for m in milestones)
+def lr_factor(step: int, total: int, milestones, gamma: float, warmup: float = 0.0) -> float:
+    """Step decay: multiply by gamma at each milestone (a fraction of `total` steps); during the first
+    `warmup` fraction of the steps the factor also rises linearly from 1/w to 1 (w = warm-up steps)."""
+    factor = gamma ** sum(step >= math.ceil(m * total) for m in milestones)
+    w = math.ceil(warmup * total)
+    return factor * min(1.0, (step + 1) / w) if w else factor

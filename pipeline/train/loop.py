@@ -18,11 +18,13 @@ import torch
 
 from pipeline.checkpoint import build_model, load_checkpoint, model_tasks, param_groups
 from pipeline.runtime import console, json_safe, progress_bar, resolve_device
+from pipeline.train.augment import cutmix
 from pipeline.train.config import TrainConfig, lr_factor
 from pipeline.train.data import AugmentedItems, RunSampler, make_loader
 from stores.dataset import FrameDataset, resolve_policy
 from stores.errors import UserError
 from stores.files import atomic_write
+from stores.merge import SRC_PSEUDO
 from stores.repo import FrameStore
 from student.losses import MultiTaskLoss
 from student.model import normalize
@@ -91,13 +93,16 @@ def build_run(cfg: TrainConfig, resume: dict | None) -> Run:
     torch.manual_seed(cfg.seed)
     store, arch, tasks, data = open_data(cfg, resume)
     model = build_model(arch, encoder_weights=cfg.encoder_weights, pretrained=cfg.pretrained).to(device)
-    if device.type == "cuda":
+    if use_bf16(cfg.amp, device):
         model = model.to(memory_format=torch.channels_last)
     groups = param_groups(model, cfg.lr_encoder, cfg.lr_decoder)
     for g in groups:
         g["base_lr"] = g["lr"]
-    opt = torch.optim.SGD(groups, lr=cfg.lr_decoder, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    loss_fn = MultiTaskLoss({t: w for t, w in cfg.task_weights if t in tasks})
+    if cfg.optimizer == "adamw":
+        opt = torch.optim.AdamW(groups, lr=cfg.lr_decoder, weight_decay=cfg.weight_decay)
+    else:
+        opt = torch.optim.SGD(groups, lr=cfg.lr_decoder, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    loss_fn = MultiTaskLoss({t: w for t, w in cfg.task_weights if t in tasks}, pseudo_drop=cfg.pseudo_drop)
     run = Run(cfg, store, arch, tasks, data, device, model, opt, loss_fn)
     if resume:
         model.load_state_dict(resume["model"])
@@ -118,17 +123,24 @@ def start_run(run: Run) -> None:
 
 
 def train_step(run: Run, batch: dict) -> dict[str, torch.Tensor]:
-    """One SGD step on a batch {"rgb": (B,3,H,W) uint8, task: target}; returns the loss dict."""
+    """One SGD step on a batch {"rgb": (B,3,H,W) uint8, task: target, "<task>_src": source map}; returns the
+    loss dict. With strong augmentation the batch is CutMixed first (drawn from (seed, step): resumable)."""
+    if run.cfg.augment.strong:
+        batch = cutmix(batch, np.random.default_rng([run.cfg.seed, 11, run.step]))
     for g in run.opt.param_groups:
-        g["lr"] = g["base_lr"] * lr_factor(run.step, run.total, run.cfg.milestones, run.cfg.gamma)
+        g["lr"] = g["base_lr"] * lr_factor(run.step, run.total, run.cfg.milestones, run.cfg.gamma,
+                                                run.cfg.warmup)
     x = normalize(batch["rgb"].to(run.device, non_blocking=True))
-    if run.device.type == "cuda":
+    bf16 = use_bf16(run.cfg.amp, run.device)
+    if bf16:
         x = x.contiguous(memory_format=torch.channels_last)
-    with torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=run.device.type == "cuda"):
+    with torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=bf16):
         out = run.model(x)
     out = {k: v.float() for k, v in out.items()}
     targets = {t: batch[t].to(run.device, non_blocking=True) for t in run.tasks}
-    losses = run.loss_fn(out, targets)
+    pseudo = ({t: batch[f"{t}_src"].to(run.device, non_blocking=True) == SRC_PSEUDO for t in run.tasks}
+              if run.cfg.pseudo_drop else None)
+    losses = run.loss_fn(out, targets, pseudo)
     check_finite(run, losses)
     run.opt.zero_grad(set_to_none=True)
     losses["loss"].backward()
@@ -137,6 +149,17 @@ def train_step(run: Run, batch: dict) -> dict[str, torch.Tensor]:
     run.opt.step()
     run.step += 1
     return losses
+
+
+def use_bf16(amp: str, device: torch.device) -> bool:
+    """Whether training runs in bf16 autocast with channels_last tensors: amp "on", or "auto" on CUDA and on
+    CPUs with native bf16 (AVX512-BF16 / AMX, where oneDNN's bf16 kernels roughly double the student's
+    training steps/s; benchmarks/bench_train.py). Losses and the optimiser stay fp32."""
+    if amp == "off":
+        return False
+    if device.type == "cuda" or amp == "on":
+        return True
+    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 class Diverged(UserError):
