@@ -5,7 +5,8 @@ Settings: 320x240 crops at batch 6 and 640x480 crops at batch 4 (the paper's bat
 synthetic indoor frames (40 classes), default augmentation (scale 0.8-2.0, crop, flip). For each:
   read      FrameDataset items/s (store read + merge rule), one process
   loader    DataLoader items/s with augmentation (workers 0 and 2), excluding worker start-up
-  compute   training steps alone (forward, losses, backward, SGD) on one batch held in memory
+  compute   training steps alone (forward, losses, backward, SGD) on one batch held in memory, fp32 and
+            channels_last + bf16 autocast (the loop's --amp; ratio in the same run); also at the demo's shape
   loop      the real training loop (pipeline/train/loop.py), 2 epochs of one step, workers 0 and 2: the
             images_per_s and data_wait_frac it writes to metrics.jsonl per epoch (epoch 1 includes
             worker start-up; in epoch 2 the workers have prefetched)
@@ -68,18 +69,24 @@ def loader_rate(store: FrameStore, crop, batch: int, workers: int, batches: int)
     return rate
 
 
-def compute_rate(crop, batch: int, steps: int, device: torch.device) -> tuple[float, float]:
-    """(images/s, CPU seconds per image of this process: less sensitive to other jobs on the machine)."""
+def compute_rate(crop, batch: int, steps: int, device: torch.device, bf16: bool = False,
+                 classes: int = 40) -> tuple[float, float]:
+    """(images/s, CPU seconds per image of this process: less sensitive to other jobs on the machine); `bf16`:
+    channels_last tensors and bf16 autocast, as the training loop runs them with --amp on."""
     torch.manual_seed(0)
-    model = build_student(40).to(device).train()
+    model = build_student(classes).to(device).train()
+    fmt = torch.channels_last if bf16 else torch.contiguous_format
+    model = model.to(memory_format=fmt)
     opt = torch.optim.SGD(param_groups(model, 1e-3, 1e-2), lr=1e-2, momentum=0.9, weight_decay=1e-5)
     loss_fn = MultiTaskLoss({"segm": 0.5, "depth": 0.5})
-    x = normalize(torch.randint(0, 256, (batch, 3, *crop), dtype=torch.uint8)).to(device)
-    targets = {"segm": torch.randint(0, 40, (batch, *crop)).to(device),
+    x = normalize(torch.randint(0, 256, (batch, 3, *crop), dtype=torch.uint8)).to(device).contiguous(memory_format=fmt)
+    targets = {"segm": torch.randint(0, classes, (batch, *crop)).to(device),
                "depth": torch.rand(batch, *crop).mul(8).to(device)}
 
     def step():
-        loss = loss_fn(model(x), targets)["loss"]
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            out = model(x)
+        loss = loss_fn({k: v.float() for k, v in out.items()}, targets)["loss"]
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -113,6 +120,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     print(f"torch {torch.__version__}, {args.threads} threads, device {device}")
+    fp32, _ = compute_rate((80, 256), 8, 6, device, classes=6)          # the demo's student step
+    bf16, _ = compute_rate((80, 256), 8, 6, device, bf16=True, classes=6)
+    print(f"== demo step (256x80, batch 8, 6 classes): fp32 {fp32 / 8:.2f} steps/s, channels_last + bf16 "
+          f"{bf16 / 8:.2f} steps/s ({bf16 / fp32:.2f}x)")
     with tempfile.TemporaryDirectory() as tmp:
         root = args.keep or Path(tmp)
         for name, crop, batch, steps_per_epoch, steps in (QUICK if args.quick else SETTINGS):
@@ -127,6 +138,8 @@ def main() -> None:
             comp, cpu = compute_rate(crop, batch, steps, device)
             print(f"  compute   {comp:7.2f} images/s  ({batch * 1000 / comp:.0f} ms/step: forward, loss, backward, "
                   f"SGD; {cpu:.2f} CPU-s/image)")
+            fast, _ = compute_rate(crop, batch, steps, device, bf16=True)
+            print(f"  bf16      {fast:7.2f} images/s  (channels_last + bf16 autocast: {fast / comp:.2f}x fp32)")
             for w in (0, 2):
                 for m in loop_epochs(store, root / "runs", f"{tag}_w{w}", crop, batch, w, args.device):
                     print(f"  loop      {m['images_per_s']:7.2f} images/s  (workers {w}, epoch {m['epoch']}: "

@@ -186,12 +186,13 @@ def student_teacher(cfg: DemoConfig, stores: dict) -> dict:
 
 
 def label_target(cfg: DemoConfig, stores: dict, teachers: dict):
-    """Stage 2b: pseudo-label the target frames missing a real target into pseudo set "teachers" (dask job);
+    """Stage 2b: pseudo-label every target frame into pseudo set "teachers" (dask job; flip TTA gives the depth
+    confidence; frames with real targets get labels too, for LiDAR hole filling and `qa`);
     returns the LabelResult. UserError when shards are left unlabeled.
     """
     from pipeline.label.job import LabelConfig, format_result, run_label
 
-    say("labeling the target frames that lack targets (dask.distributed)")
+    say("labeling every target frame, flip TTA for depth confidence (dask.distributed)")
     lcfg = LabelConfig(store=stores["target.ice"], name=PSEUDO,
                        teachers=tuple(sorted((t, v["teacher"]) for t, v in teachers.items())),
                        frames="all", flip=True, workers=cfg.workers, batch_size=cfg.batch_size, device=cfg.device)

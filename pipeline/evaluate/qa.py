@@ -7,7 +7,8 @@ real labels (pipeline.evaluate.metrics.SegmMetrics), confidence calibration (acc
 accuracy and coverage above each merge threshold), depth RMSE / abs rel / delta1 (DepthMetrics), and a
 held-out check of depth: per frame the real depth points in 1/5 of its 16x16 tiles are held out, the teacher's depth is
 anchored (stores/depthfit.py, scale) on the rest and compared on them with what the real depth alone gives
-there (each held-out point filled from its nearest kept real point) -> one verdict line per task, text,
+there (the frame's median real depth; and, for scale, each point filled from its nearest kept real point)
+-> one verdict line per task, text,
 JSON and a reliability plot. Only frames of shards whose done flag is set count.
 """
 from __future__ import annotations
@@ -95,7 +96,7 @@ class _Tally:
 
     def __init__(self, num_classes: int):
         self.segm, self.calib, self.depth = SegmMetrics(num_classes, invalid_pred="ignore"), Calibration(), DepthMetrics()
-        self.held = {"teacher": DepthMetrics(), "real_only": DepthMetrics()}    # on held-out real points
+        self.held = {k: DepthMetrics() for k in ("teacher", "real_median", "real_nearest")}   # held-out points
         self.cover = {"segm": [0, 0], "depth": [0, 0]}                 # [pseudo-labeled, real] pixels
         self.used = {"segm": 0, "depth": 0}                            # frames with the real target
 
@@ -123,8 +124,9 @@ class _Tally:
             self.cover["depth"][1] += int((real > 0).sum())
 
     def add_held_out(self, index: int, real: np.ndarray, pseudo: np.ndarray) -> None:
-        """One frame: the teacher's depth, scale-anchored on the real points outside 1/5 of its 16x16 tiles, and
-        the nearest of those real points, both compared on the held-out tiles (points the fit did not see)."""
+        """One frame: the teacher's depth, scale-anchored on the real points outside 1/5 of its 16x16 tiles, the
+        median of those real points (what a target-less hole teaches: nothing better than the frame's typical
+        depth) and the nearest of them (interpolating the real depth), all compared on the held-out tiles."""
         valid = (real > 0) & (pseudo > 0)
         h, w = real.shape
         tiles = np.random.default_rng([index, 5]).integers(0, HOLD_OUT, (-(-h // TILE), -(-w // TILE))) == 0
@@ -135,8 +137,9 @@ class _Tally:
             return
         target = np.where(held, real, 0)
         self.held["teacher"].update(fit.apply(pseudo), target)
+        self.held["real_median"].update(np.full(real.shape, np.median(real[kept]), np.float32), target)
         nearest = ndimage.distance_transform_edt(~kept, return_distances=False, return_indices=True)
-        self.held["real_only"].update(real[tuple(nearest)], target)
+        self.held["real_nearest"].update(real[tuple(nearest)], target)
 
     def coverage(self, task: str) -> float:
         return self.cover[task][0] / max(self.cover[task][1], 1)
@@ -177,8 +180,9 @@ def quality_report(store, name: str, split: str | None = None) -> dict:
 def verdicts(r: dict) -> dict:
     """One line per measured task: is the teacher worth training on? segm: yes when the pseudo-labels kept
     at some threshold of THRESHOLDS are at least GOOD_ACCURACY accurate against real labels (the lowest such
-    threshold is suggested); depth: yes when the anchored teacher beats filling from the real depth alone on
-    the held-out points (RMSE)."""
+    threshold is suggested); depth: yes when, on the held-out points, the anchored teacher's RMSE is below that
+    of each frame's median real depth (the real depth alone, without a teacher, says no more about a hole);
+    filling from the nearest real point is printed beside it for scale."""
     out = {}
     if "segm" in r:
         ok = [t for t in r["segm"]["calibration"]["thresholds"]
@@ -191,10 +195,10 @@ def verdicts(r: dict) -> dict:
                        f"on 10% of the pixels (mIoU {miou:.1f}%); train on real labels only or get a better teacher")
     held = r.get("depth", {}).get("held_out", {})
     if held and held["teacher"]["pixels"]:
-        t, b = held["teacher"]["rmse"], held["real_only"]["rmse"]
-        out["depth"] = (f"depth: {'worth it' if t < b else 'NOT worth it'}: anchored to each frame's real depth, "
-                        f"the teacher's RMSE on held-out real points is {t:.3f} m vs {b:.3f} m from the nearest real "
-                        f"point ({held['teacher']['pixels']} points)")
+        t, m, n = (held[k]["rmse"] for k in ("teacher", "real_median", "real_nearest"))
+        out["depth"] = (f"depth: {'worth it' if t < m else 'NOT worth it'}: anchored to each frame's real depth, "
+                        f"the teacher's RMSE on held-out real points is {t:.3f} m vs {m:.3f} m for the frame's median "
+                        f"real depth ({n:.3f} m from the nearest real point; {held['teacher']['pixels']} points)")
     return out
 
 
