@@ -116,12 +116,14 @@ def ingest_review(export, store, masks, skip_bad, as_json):
     from pipeline.ingest import run_ingest
     from stores.repo import FrameStore
     from stores.sources.base import SkipLog
-    from stores.sources.review import iter_review, read_manifest
+    from stores.sources.review import iter_review, read_manifest, review_masks
 
     s = FrameStore.open(store)
     manifest = read_manifest(export, s)
     skips = SkipLog(skip_bad=skip_bad)
-    frames = iter_review(s, manifest, export, masks, skips)
+    pairs = review_masks(export, manifest, masks, skips)
     source = {"path": str(export), "masks": masks, "round": manifest["round"], "pseudo": manifest["pseudo"],
               "export_snapshot": manifest["snapshot"], "format": manifest["format"]}
-    report(run_ingest(s, frames, kind="review", source=source, skips=skips), store, as_json)
+    result = run_ingest(s, iter_review(s, manifest, pairs, skips), kind="review", source=source, skips=skips,
+                        total=len(pairs))
+    report(result, store, as_json)

@@ -53,32 +53,36 @@ def mask_folder(export, manifest: dict, masks=None) -> Path:
     return folder / "SegmentationClass" if (folder / "SegmentationClass").is_dir() else folder
 
 
-def iter_review(store, manifest: dict, export, masks, skips: SkipLog) -> Iterator[Frame]:
-    """Frames (stored pixels, split and name; segm = the corrected mask) for every manifest file that has
-    a mask in the mask folder (mask_folder); PNGs there that are not in the manifest go to
-    `skips.unmatched`; a bad mask or one of a changed frame to `skips.fail` (module docstring)."""
+def review_masks(export, manifest: dict, masks, skips: SkipLog) -> list[tuple[Path, dict]]:
+    """(mask file, manifest record) for every manifest file that has a mask in the mask folder
+    (mask_folder); PNGs there that are not in the manifest go to `skips.unmatched`. UserError when the
+    folder is missing or none of its masks is in the manifest."""
     folder = mask_folder(export, manifest, masks)
     if not folder.is_dir():
         raise UserError(f"{folder}: mask folder not found")
     by_file = {f["file"]: f for f in manifest["frames"]}
     found = sorted(p for p in folder.iterdir() if p.suffix.lower() == ".png" and not p.name.startswith("."))
     skips.report(folder, "mask", [(p, f"not in {MANIFEST}") for p in found if p.name not in by_file])
-    found = [p for p in found if p.name in by_file]
-    if not found:
+    if not any(p.name in by_file for p in found):
         raise UserError(f"{folder}: none of its PNG masks is a file of {Path(export) / MANIFEST}")
+    return [(p, by_file[p.name]) for p in found if p.name in by_file]
+
+
+def iter_review(store, manifest: dict, pairs: list[tuple[Path, dict]], skips: SkipLog) -> Iterator[Frame]:
+    """Frames (stored pixels, split and name; segm = the corrected mask) for the (mask, record) `pairs`
+    of review_masks; a bad mask, or one of a changed frame, goes to `skips.fail` (module docstring)."""
     colors = [tuple(c["color"]) for c in manifest["classes"]] if manifest["format"] == "cvat" else None
     keys, has, splits = store.root["frames/key"][:], store.root["real/has_segm"][:], store.splits()
-    for p in found:
-        rec = by_file[p.name]
+    for p, rec in pairs:
         i = int(rec["index"])
         try:
             segm = read_label(p, store.num_classes, "color" if colors else "ids", colors, VOID)
             changed = changed_since_export(rec, manifest, keys, has, store, segm)
             if changed:
-                raise BadInput(p, f"frame {i} ({rec['name']}) {changed}; nothing of this mask was ingested "
-                                  f"(export it again)")
+                raise BadInput(p, f"frame {i} ({rec['name']}) {changed}; export it again, or leave this "
+                                  f"mask out (--skip-bad)")
             rgb = store.root["frames/rgb"][i]
-            check_size(p, "segmentation", segm, rgb, Path(export) / manifest.get("images", "images") / p.name)
+            check_size(p, "segmentation", segm, rgb, f"frame {i} ({rec['name']})")
         except BadInput as bad:
             skips.fail(bad.path, bad.problem)
             continue
