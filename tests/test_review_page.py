@@ -27,7 +27,7 @@ def pstore(tmp_path):
 
 def page_data(path) -> dict:
     text = path.read_text(encoding="utf-8")
-    return json.loads(re.search(r'<script type="application/json" id="data">(.*?)</script>', text, re.S).group(1))
+    return json.loads(re.search(r'<script type="application/json" id="data">(.*?)</script>', text, re.DOTALL).group(1))
 
 
 def test_stats_match_the_arrays(pstore):
@@ -85,7 +85,7 @@ def test_page_in_headless_chromium(pstore, tmp_path):
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.goto(page_path.resolve().as_uri())
         assert page.inner_text("#count") == "20 frames"
-        rows = lambda: [int(v) for v in page.eval_on_selector_all(".card", "cs => cs.map(c => c.dataset.index)")]  # noqa: E731
+        rows = lambda: [int(v) for v in page.eval_on_selector_all(".card", "cs => cs.map(c => c.dataset.index)")]
         assert rows() == list(st.index[order(st, "disagreement")])
         page.select_option("#sort", "confidence")
         assert rows() == list(st.index[order(st, "confidence")])
@@ -104,3 +104,23 @@ def test_page_in_headless_chromium(pstore, tmp_path):
     finally:
         b.close()
         pw.stop()
+
+
+def test_serve_on_localhost(pstore, tmp_path):
+    import subprocess
+    import sys
+    import urllib.request
+
+    cmd = [sys.executable, "-c", "from pipeline.cli import cli; cli()", "review", str(pstore.path), "--pseudo",
+           "p", "--out", str(tmp_path / "rev"), "--serve", "--port", "0"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        lines = [proc.stdout.readline(), proc.stdout.readline()]
+        url = re.search(r"http://127\.0\.0\.1:\d+/index\.html", lines[1]).group(0)
+        with urllib.request.urlopen(url, timeout=10) as r:
+            assert r.status == 200 and b'id="data"' in r.read()
+        with urllib.request.urlopen(url.replace("index.html", "thumbs/0_rgb.webp"), timeout=10) as r:
+            assert r.read(4) == b"RIFF"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

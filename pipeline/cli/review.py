@@ -12,7 +12,15 @@ from pathlib import Path
 
 import click
 
-from pipeline.cli.util import REF, STORE, TEXT, count, echo_json, out_folder, user_errors
+from pipeline.cli.util import (
+    REF,
+    STORE,
+    TEXT,
+    count,
+    echo_json,
+    out_folder,
+    user_errors,
+)
 
 
 @click.command()

@@ -68,7 +68,7 @@ def page_data(store, pseudo: str, stats, rows, kinds: dict, sort: str) -> dict:
                        "c": round(float(stats.mean_conf[r]), 4), "d": round(float(stats.disagreement[r]), 4),
                        "k": kinds[i], "sh": {str(c): int(v) for c, v in enumerate(sh) if v}})
     return json_safe({"store": str(store.path), "snapshot": store.snapshot_id, "pseudo": pseudo,
-                      "sort": sort, "thumb": [tw, th], "labeled": int(len(stats.index)),
+                      "sort": sort, "thumb": [tw, th], "labeled": len(stats.index),
                       "classes": [{"id": c["id"], "name": c["name"], "color": c["color"]} for c in store.classes],
                       "frames": frames})
 

@@ -13,7 +13,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from pipeline.deploy.visual import colorize_depth, colorize_segm, colormap_lut, depth_range
+from pipeline.deploy.visual import (
+    colorize_depth,
+    colorize_segm,
+    colormap_lut,
+    depth_range,
+)
 
 MAX_WIDTH = 256            # pixels; frames narrower than this keep their size
 KINDS = ("rgb", "real", "pseudo", "conf", "depth", "real_depth", "depth_conf")

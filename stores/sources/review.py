@@ -14,15 +14,15 @@ are simply not ingested.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
 from stores.errors import UserError
+from stores.schema import SPLIT_NAMES
 from stores.sources.base import Frame, SkipLog
 from stores.sources.images import BadInput, check_size, read_label
-from stores.schema import SPLIT_NAMES
 
 MANIFEST = "manifest.json"
 VOID = ((0, 0, 0),)
