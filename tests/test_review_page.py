@@ -12,12 +12,10 @@ import pytest
 from conftest import run_cli
 from review_fixtures import make_review_store
 
-from pipeline.review.page import write_review
+from pipeline.review.page import HEADLESS_CHROMIUM, write_review
 from pipeline.review.stats import frame_stats, order
 
 CHROMIUM = os.environ.get("MTDISTILL_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
 @pytest.fixture
@@ -68,7 +66,7 @@ def browser():
         pytest.skip(f"no Chromium at {CHROMIUM} (Debian: apt-get install chromium; .ci/run installs it)")
     pw_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
     pw = pw_api.sync_playwright().start()
-    return pw, pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    return pw, pw.chromium.launch(executable_path=CHROMIUM, args=list(HEADLESS_CHROMIUM))
 
 
 def test_page_in_headless_chromium(pstore, tmp_path):

@@ -118,3 +118,15 @@ def test_bad_input_is_one_line(pstore, tmp_path):
         r = run_cli(*args, ok=False)
         assert "error: " in r.output and msg in r.output and "Traceback" not in r.output
     assert not (tmp_path / "o").exists()
+
+
+def test_bad_masks_are_named(pstore, tmp_path):
+    out = tmp_path / "fix"
+    m = export(pstore, out, "cvat", select="class:c2:2")
+    first, second = (out / "SegmentationClass" / f["file"] for f in m["frames"])
+    edit(first, (1, 2, 3))                                            # a colour of no class
+    Image.fromarray(np.zeros((10, 10, 3), np.uint8)).save(second)     # wrong size
+    r = run_cli("ingest", "review", out, pstore.path, ok=False)
+    assert first.name in r.output and "[1, 2, 3]" in r.output
+    r = run_cli("ingest", "review", out, pstore.path, "--skip-bad")     # both skipped: no version
+    assert "no version made" in r.output and second.name in r.output and "10x10" in r.output

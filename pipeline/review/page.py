@@ -24,6 +24,10 @@ from stores.files import atomic_write_text
 from stores.schema import SPLIT_NAMES
 
 PAGE = "index.html"
+# Headless Chromium flags to open the page as root on a machine without network (the browser test, the
+# benchmark): without the background-networking ones a closed network refuses many connections.
+HEADLESS_CHROMIUM = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                     "--disable-background-networking", "--disable-component-update", "--disable-sync")
 
 
 def write_review(store, pseudo: str, out, sort: str = "confidence", limit: int | None = None) -> Path:
