@@ -61,7 +61,7 @@ def page_data(store, pseudo: str, stats, rows, kinds: dict, sort: str) -> dict:
     """The page's JSON blob: store facts, classes, thumbnail size and one compact record per frame:
     i index, n name, s split, c mean confidence, d disagreement (null: no real label), k thumbnail kinds,
     sh {class id: share in per mille} of the classes present."""
-    names = store.root["frames/name"]
+    names = store.root["frames/name"][:]
     splits = store.splits()
     tw, th = thumb_size(store.frame_size)
     frames = []
