@@ -122,3 +122,17 @@ def test_serve_on_localhost(pstore, tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_pictures_only_for_what_a_frame_has(pstore):
+    from pipeline.review.thumbs import frame_pictures
+
+    rgb, segm = np.zeros((4, 6, 3), np.uint8), np.full((4, 6), 255, np.uint8)
+    segm[0] = 1
+    depth, conf = np.where(segm != 255, 2.0, 0).astype(np.float32), np.full((4, 6), 200, np.uint8)
+    pics = frame_pictures(pstore.classes, rgb, segm, False, segm, conf, depth, None, conf)
+    assert sorted(pics) == ["conf", "depth", "depth_conf", "pseudo", "rgb"]
+    assert (pics["conf"][1:] == 0).all() and (pics["conf"][0] != 0).any()      # black where no label
+    assert (pics["depth_conf"][1:] == 0).all() and tuple(pics["pseudo"][0, 0]) == tuple(pstore.classes[1]["color"])
+    pics = frame_pictures(pstore.classes, rgb, segm, True, segm, conf, np.zeros_like(depth), depth, None)
+    assert sorted(pics) == ["conf", "pseudo", "real", "real_depth", "rgb"]
