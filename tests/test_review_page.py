@@ -105,23 +105,25 @@ def test_page_in_headless_chromium(pstore, tmp_path):
 
 
 def test_serve_on_localhost(pstore, tmp_path):
-    import subprocess
-    import sys
+    import threading
     import urllib.request
 
-    cmd = [sys.executable, "-c", "from pipeline.cli import cli; cli()", "review", str(pstore.path), "--pseudo",
-           "p", "--out", str(tmp_path / "rev"), "--serve", "--port", "0"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    try:
-        lines = [proc.stdout.readline(), proc.stdout.readline()]
-        url = re.search(r"http://127\.0\.0\.1:\d+/index\.html", lines[1]).group(0)
-        with urllib.request.urlopen(url, timeout=10) as r:
-            assert r.status == 200 and b'id="data"' in r.read()
-        with urllib.request.urlopen(url.replace("index.html", "thumbs/0_rgb.webp"), timeout=10) as r:
-            assert r.read(4) == b"RIFF"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+    from pipeline.cli.review import page_server
+
+    page = write_review(pstore, "p", tmp_path / "rev")
+    with page_server(page.parent, 0) as httpd:
+        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+        url = f"http://127.0.0.1:{httpd.server_address[1]}/"
+        try:
+            with urllib.request.urlopen(url + "index.html", timeout=10) as r:
+                assert r.status == 200 and b'id="data"' in r.read()
+            with urllib.request.urlopen(url + "thumbs/0_rgb.webp", timeout=10) as r:
+                assert r.read(4) == b"RIFF"
+            r = run_cli("review", pstore.path, "--pseudo", "p", "--out", tmp_path / "rev2", "--serve",
+                        "--port", httpd.server_address[1], ok=False)          # that port is taken
+            assert "error: --port" in r.output
+        finally:
+            httpd.shutdown()
 
 
 def test_pictures_only_for_what_a_frame_has(pstore):

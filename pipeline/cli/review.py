@@ -52,13 +52,24 @@ def review(store, pseudo, out, sort, limit, ref, serve, port):
     path = write_review(FrameStore.open(store, ref), pseudo, out or f"review-{pseudo}", sort, limit)
     click.echo(f"wrote {path} (open it in a browser)")
     if serve:
-        handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(path.parent))
-        with http.server.ThreadingHTTPServer(("127.0.0.1", port), handler) as httpd:
+        with page_server(path.parent, port) as httpd:
             click.echo(f"serving on http://127.0.0.1:{httpd.server_address[1]}/{path.name} (Ctrl-C stops)")
             try:
                 httpd.serve_forever()
             except KeyboardInterrupt:
                 pass
+
+
+def page_server(folder, port: int) -> http.server.ThreadingHTTPServer:
+    """An HTTP server of the files under `folder` on 127.0.0.1:`port` (0: any free port), not yet serving;
+    a port in use is one UserError line."""
+    from stores.errors import UserError
+
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
+    try:
+        return http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+    except OSError as e:
+        raise UserError(f"--port {port}: cannot serve on 127.0.0.1 ({e.strerror or e})") from None
 
 
 @click.command("export-for-review")
