@@ -7,7 +7,13 @@ from __future__ import annotations
 
 import click
 
-from pipeline.cli import demo as cli_demo, deploy as cli_student, ingest as cli_ingest, label as cli_label, store as cli_store, train as cli_train
+from pipeline.cli import demo as cli_demo
+from pipeline.cli import deploy as cli_student
+from pipeline.cli import ingest as cli_ingest
+from pipeline.cli import label as cli_label
+from pipeline.cli import review as cli_review
+from pipeline.cli import store as cli_store
+from pipeline.cli import train as cli_train
 from pipeline.cli.util import echo_json, user_errors  # noqa: F401 - for commands defined here
 
 
@@ -34,6 +40,11 @@ for _cmd in (cli_store.show, cli_store.log, cli_store.tag, cli_store.diff, cli_s
 cli.add_command(cli_label.teacher)
 cli.add_command(cli_label.label)
 cli.add_command(cli_label.qa)
+
+# ---- review: look at pseudo-labels, export the doubtful ones, ingest the corrections --------------
+cli.add_command(cli_review.review)
+cli.add_command(cli_review.export_for_review)
+cli_ingest.ingest.add_command(cli_review.ingest_review)
 
 # ---- student: train, evaluate, predict, export, bench -------------------------------------------
 cli.add_command(cli_train.train)
