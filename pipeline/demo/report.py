@@ -13,7 +13,8 @@ from pipeline.deploy.bench import count_macs, time_calls
 from pipeline.evaluate.evaluate import evaluate_model, predict
 from pipeline.checkpoint import model_from_checkpoint
 from pipeline.runtime import json_safe, resolve_device
-from pipeline.demo.config import REGIMES
+from pipeline.demo.config import PSEUDO, REGIMES
+from pipeline.review import write_review
 from stores.repo import FrameStore
 
 TEACHERS = {"student": "an MT-LW-RefineNet (the student's architecture) trained on more labeled data for "
@@ -161,6 +162,7 @@ def write_report(cfg, stores, teachers, students, results, label, qa: dict) -> P
     (out / "results.json").write_text(json.dumps(results, indent=2))
     a, b, c = (results[k] for k in list(results)[-3:])
     verdict = summarize_effect(a, b, c)
+    review = write_review(stores["target.ice"], PSEUDO, out / "review", sort="disagreement", limit=300)
     h, w = cfg.frame_size()
     text = f"""# mtdistill demo: distillation with asymmetric annotations on the synthetic world
 
@@ -183,6 +185,9 @@ Latency: batch 1, eager fp32 at {w}x{h} on {resolve_device(cfg.device)}.
 Before training, `mtdistill qa {out / 'target.ice'} --pseudo teachers --split val` judged the teacher on the
 val split (frames it never saw):
 {chr(10).join("- " + v for v in qa["verdict"].values())}
+
+[Review page of the pseudo-labels]({review.relative_to(out)}) (300 frames, most disagreement with real labels
+first; `mtdistill review`, then `mtdistill export-for-review` to correct the worst).
 
 Regime (b) merges the teachers' labels by {merge_words(cfg)}; every student: gradient norm clipped at
 {cfg.grad_clip:g}{f", {100 * cfg.warmup:g}% warm-up" if cfg.warmup else ""}{", CutMix and strong colour noise" if cfg.strong_augment else ""}.
