@@ -72,6 +72,7 @@ class Teacher:
                  flip: bool = False, pad_to: int | None = None, batch_size: int = 8, origin: dict | None = None):
         self.task = parse_task(task)
         self.origin = origin                                   # where the weights came from (hf: model, revision)
+        self.spec: str | None = None                           # what load_teacher opened (workers open the same)
         self.device = torch.device(device)
         if isinstance(model, nn.Module):
             model = model.to(self.device).eval()
@@ -268,9 +269,11 @@ def load_teacher(spec: str, task: str, remap=None, device="cpu", *, weights=None
     elif remap is None and None not in (store_classes, classes) and class_names(store_classes) != class_names(classes):
         raise UserError(f"{spec}: teacher classes {class_names(classes)} differ from the store's "
                         f"{class_names(store_classes)}; give a remap file")
-    return Teacher(model, task, name=name or meta["name"], version=meta["version"],
-                   norm=norm if norm is not None else meta.get("norm"), classes=classes, remap=remap,
-                   device=device, flip=flip, pad_to=pad_to, batch_size=batch_size, origin=meta.get("hf"))
+    teacher = Teacher(model, task, name=name or meta["name"], version=meta["version"],
+                      norm=norm if norm is not None else meta.get("norm"), classes=classes, remap=remap,
+                      device=device, flip=flip, pad_to=pad_to, batch_size=batch_size, origin=meta.get("hf"))
+    teacher.spec = str(spec)
+    return teacher
 
 
 def check_plain(obj, where: str) -> None:

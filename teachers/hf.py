@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from stores.depthfit import DepthFit
 from stores.errors import UserError
 from stores.files import read_weights, sha256_file
 from teachers.external import first_line
@@ -74,9 +75,15 @@ def parse_hf_spec(spec: str) -> tuple[str, dict]:
 
 def hf_spec(source: str, options: dict) -> str:
     """The inverse of parse_hf_spec: (SOURCE, options) -> `hf:SOURCE?k=v&...` (floats written exactly)."""
-    query = "&".join(f"{k}={float(v).hex() if k != 'depth' else v}" for k, v in options.items()
+    query = "&".join(f"{k}={repr(float(v)) if k != 'depth' else v}" for k, v in options.items()
                      if k in OPTIONS and v is not None)
     return PREFIX + source + (f"?{query}" if query else "")
+
+
+def absolute_spec(spec: str) -> str:
+    """`hf:DIR...` with DIR made absolute when it is a local folder (labeling workers may run elsewhere)."""
+    source, options = parse_hf_spec(spec)
+    return hf_spec(str(Path(source).resolve()), options) if Path(source).is_dir() else spec
 
 
 def _transformers():
@@ -84,6 +91,8 @@ def _transformers():
         import transformers
     except ImportError:
         raise UserError("hf: teachers need the transformers package: pip install 'mtdistill[hf]'") from None
+    transformers.utils.logging.set_verbosity_error()          # no per-load progress bars or notices
+    transformers.utils.logging.disable_progress_bar()
     return transformers
 
 
@@ -162,9 +171,9 @@ def open_hf(spec: str, task: str, device="cpu") -> tuple[nn.Module, dict]:
         wrapper, classes = HFSegmenter(model, processor), [config.id2label[i] for i in range(len(config.id2label))]
     else:
         kind = depth_kind(config, options, where)
-        fit = (options["scale"], options.get("shift", 0.0)) if "scale" in options else None
+        fit = DepthFit("inverse", options["scale"], options.get("shift", 0.0), 0.0, 0) if "scale" in options else None
         wrapper, classes = HFDepth(model, processor, kind, fit), None
-        hf.update(depth=kind, fit=None if fit is None else {"scale": fit[0], "shift": fit[1]})
+        hf.update(depth=kind, fit=None if fit is None else {"scale": fit.scale, "shift": fit.shift})
     name = Path(source).name if Path(source).is_dir() else source.replace("/", "--")
     meta = {"name": name, "version": version, "norm": RAW_RGB, "classes": classes, "hf": hf}
     return wrapper.to(device).eval(), meta
@@ -228,17 +237,27 @@ class HFSegmenter(nn.Module):
 
 class HFDepth(nn.Module):
     """forward(x (B, 3, H, W) RGB 0..255) -> {"depth": (B, 1, H, W)}: metres for metric models and for
-    relative ones with a fit (scale A, shift B: metres = 1 / (A d + B), 0 where A d + B <= 0); the raw
-    relative inverse depth d while `fit` is None (the label job's anchoring reads it)."""
+    relative ones with a fit (stores.depthfit "inverse": metres = 1 / (scale d + shift), 0 where that is not
+    positive). A relative model without a fit raises UserError unless `raw` is set: then it gives its
+    relative inverse depth d (what the label job's anchoring fits)."""
 
     input_multiple = 1
 
-    def __init__(self, model: nn.Module, processor, kind: str, fit: tuple[float, float] | None = None):
+    def __init__(self, model: nn.Module, processor, kind: str, fit: DepthFit | None = None):
         super().__init__()
         self.model, self.processor, self.kind, self.fit = model, processor, kind, fit
+        self.raw = False
+
+    @property
+    def needs_fit(self) -> bool:
+        """True for a relative-depth model that has no fit yet."""
+        return self.kind == "relative" and self.fit is None
 
     def forward(self, x: torch.Tensor) -> dict:
         """See the class docstring."""
+        if self.needs_fit and not self.raw:
+            raise UserError("a relative-depth model gives metres only once anchored to real depth "
+                            "(mtdistill label does that), or add ?depth=metric to its spec")
         b, _, h, w = x.shape
         inputs = self.processor(images=to_images(x), return_tensors="pt").to(x.device)
         out = self.model(**inputs)
@@ -250,6 +269,5 @@ class HFDepth(nn.Module):
         d = torch.stack([r["predicted_depth"] for r in post(out, target_sizes=sizes, **extra)])[:, None]
         d = d.float()                                                        # (B, 1, H, W)
         if self.kind == "relative" and self.fit is not None:
-            inv = self.fit[0] * d + self.fit[1]
-            d = torch.where(inv > 0, 1.0 / inv.clamp_min(1e-12), torch.zeros_like(inv))
+            d = torch.from_numpy(self.fit.apply(d.cpu().numpy())).to(x.device)
         return {"depth": d}
