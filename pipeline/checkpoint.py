@@ -22,7 +22,8 @@ def build_model(arch: dict, *, encoder_weights: str | None = None, pretrained: b
     if arch["name"] == "student":
         try:
             return build_student(arch["num_classes"], encoder_weights=read_encoder_weights(encoder_weights),
-                                 pretrained=pretrained, source=f"encoder weights {encoder_weights}")
+                                 pretrained=pretrained, source=f"encoder weights {encoder_weights}",
+                                 encoder=arch.get("encoder", "timm"))
         except WeightsError as e:
             raise UserError(str(e)) from None
     from teachers.archs import build_model as build_teacher
@@ -84,7 +85,8 @@ def model_from_checkpoint(path_or_ckpt) -> tuple[nn.Module, dict]:
 
 def read_student(checkpoint: str | Path) -> tuple[nn.Module, dict]:
     """(student in eval mode, checkpoint dict) from a training checkpoint ({"arch": {"name": "student",
-    "num_classes"}, "config", "model", "classes", ...}) or a bare state dict, loaded with weights_only=True.
+    "num_classes", "encoder"?}, "config", "model", "classes", ...}), an imported paper checkpoint
+    (mtdistill import-weights: arch encoder "reference") or a bare state dict, loaded with weights_only=True.
     num_classes comes from "arch", else "config", else the segmentation head's shape. Errors name the file."""
     path = Path(checkpoint)
     ckpt = read_weights(path, "checkpoint")
@@ -98,7 +100,7 @@ def read_student(checkpoint: str | Path) -> tuple[nn.Module, dict]:
         raise UserError(f"{path}: checkpoint has no student state dict (expected key 'model' with {head!r})")
     config = ckpt.get("config") if isinstance(ckpt.get("config"), dict) else {}
     num_classes = int(arch.get("num_classes", config.get("num_classes", state[head].shape[0])))
-    model = build_student(num_classes)
+    model = build_student(num_classes, encoder=arch.get("encoder", "timm"))
     try:
         model.load_state_dict(state)
     except RuntimeError as e:

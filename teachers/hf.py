@@ -224,14 +224,13 @@ class HFSegmenter(nn.Module):
         extra = {"task_inputs": ["semantic"] * b} if self.oneformer else {}
         inputs = self.processor(images=to_images(x), return_tensors="pt", **extra).to(x.device)
         out = self.model(**inputs)
-        if getattr(out, "logits", None) is not None:
-            y = out.logits                                                   # (B, C, h', w')
-        else:
-            classes = out.class_queries_logits.softmax(-1)[..., :-1]         # (B, Q, C): no "null" class
-            y = torch.einsum("bqc,bqhw->bchw", classes, out.masks_queries_logits.sigmoid())
+        semantic = getattr(out, "logits", None) is not None
+        y = out.logits if semantic else out.masks_queries_logits               # (B, C or Q, h', w')
         y = F.interpolate(valid_region(y, inputs), size=(h, w), mode="bilinear", align_corners=False)
-        if getattr(out, "logits", None) is None:
-            y = (y.clamp_min(0) / y.sum(1, keepdim=True).clamp_min(1e-12)).clamp_min(1e-12).log()
+        if not semantic:                                                       # as the semantic post-processing
+            classes = out.class_queries_logits.softmax(-1)[..., :-1]           # (B, Q, C): no "null" class
+            y = torch.einsum("bqc,bqhw->bchw", classes, y.sigmoid())           # (B, C, H, W)
+            y = (y / y.sum(1, keepdim=True).clamp_min(1e-12)).clamp_min(1e-12).log()
         return {"segm": y}
 
 

@@ -149,3 +149,29 @@ def test_cli_label_segm_and_bad_model_leave_store_untouched(models, store, tmp_p
     r = run_cli("label", bare.path, "--teacher", f"depth=hf:{models['relative']}", "--name", "x", ok=False)
     assert "predicts relative depth" in r.output and "no frame of" in r.output
     assert bare.reopen().pseudo_sets() == []
+
+
+def test_universal_segmentation_through_semantic_post_processing(tmp_path):
+    torch.manual_seed(0)
+    swin = tf.SwinConfig(image_size=64, patch_size=4, embed_dim=32, depths=[1] * 4, num_heads=[1] * 4, window_size=4,
+                         out_features=["stage1", "stage2", "stage3", "stage4"])
+    cfg = tf.Mask2FormerConfig(backbone_config=swin, feature_size=32, mask_feature_size=32, hidden_dim=32,
+                               encoder_feedforward_dim=32, dim_feedforward=32, encoder_layers=1, decoder_layers=2,
+                               num_attention_heads=2, num_queries=5, num_labels=3, common_stride=4,
+                               id2label={0: "c0", 1: "c1", 2: "c2"}, label2id={"c0": 0, "c1": 1, "c2": 2})
+    model = tf.Mask2FormerForUniversalSegmentation(cfg).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():          # random queries that disagree about classes
+            if "class_predictor" in name or "mask_embedder" in name:
+                p.normal_(0, 2)
+    model.save_pretrained(tmp_path)
+    proc = tf.Mask2FormerImageProcessor(size={"shortest_edge": 64, "longest_edge": 128}, size_divisor=32)
+    proc.save_pretrained(tmp_path)
+    t = load_teacher(f"hf:{tmp_path}", "segm", store_classes=["c0", "c1", "c2"])
+    rgb = np.random.default_rng(0).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
+    got = t.predict(rgb)["segm"]
+    with torch.no_grad():
+        out = model(**proc(images=list(rgb), return_tensors="pt"))
+    want = np.stack([s.numpy() for s in proc.post_process_semantic_segmentation(out, target_sizes=[(64, 64)] * 2)])
+    assert len(np.unique(want)) > 1
+    assert (got == want).mean() > 0.98          # HF resamples masks through 384x384 first; we go straight

@@ -8,6 +8,7 @@ from __future__ import annotations
 import click
 
 from pipeline.cli import demo as cli_demo, deploy as cli_student, ingest as cli_ingest, label as cli_label, store as cli_store, train as cli_train
+from pipeline.cli import weights as cli_weights
 from pipeline.cli.util import echo_json, user_errors  # noqa: F401 - for commands defined here
 
 
@@ -34,6 +35,7 @@ for _cmd in (cli_store.show, cli_store.log, cli_store.tag, cli_store.diff, cli_s
 cli.add_command(cli_label.teacher)
 cli.add_command(cli_label.label)
 cli.add_command(cli_label.qa)
+cli.add_command(cli_weights.import_weights)
 
 # ---- student: train, evaluate, predict, export, bench -------------------------------------------
 cli.add_command(cli_train.train)
