@@ -7,11 +7,13 @@ import json
 import math
 import os
 
+import pytest
 import torch
 import torch.nn.functional as F
 from conftest import run_cli
 
-from pipeline.checkpoint import read_student
+from pipeline.checkpoint import build_model, read_student
+from stores.errors import UserError
 from student.model import build_student, count_parameters
 from teachers.base import load_teacher
 
@@ -156,3 +158,24 @@ def test_bad_files_are_refused_naming_the_problem(tmp_path):
         assert len(r.output.strip().splitlines()) == 1
         assert __import__("re").search(message, r.output), r.output
         assert not out.exists()
+
+
+def test_init_starts_the_whole_student_from_the_import(tmp_path, store):
+    torch.save({"state_dict": paper_state(6)}, tmp_path / "k.ckpt")
+    run_cli("import-weights", tmp_path / "k.ckpt", "--out", tmp_path / "s.pt")
+    imported = read_student(tmp_path / "s.pt")[0].state_dict()
+    arch = {"name": "student", "num_classes": 6, "encoder": "reference"}
+    same = build_model(arch, encoder_weights=str(tmp_path / "s.pt")).state_dict()
+    assert all(torch.equal(same[k], v) for k, v in imported.items())
+    other = build_model({**arch, "num_classes": 5}, encoder_weights=str(tmp_path / "s.pt")).state_dict()
+    assert other["heads.segm.2.weight"].shape[0] == 5                      # a fresh last conv for 5 classes
+    assert all(torch.equal(other[k], v) for k, v in imported.items() if not k.startswith("heads.segm.2."))
+    torch.save({"arch": {"name": "student", "num_classes": 6}, "model": build_student(6).state_dict()}, tmp_path / "t.pt")
+    with pytest.raises(UserError, match="--init takes a student checkpoint on the reference encoder"):
+        build_model(arch, encoder_weights=str(tmp_path / "t.pt"))
+    run_cli("train", store.path, "--init", tmp_path / "s.pt", "--run", "p", "--out", tmp_path / "runs", "--steps", "1",
+            "--batch-size", "2", "--workers", "0", "--val-split", "")
+    model, ckpt = read_student(tmp_path / "runs" / "p" / "last.pt")
+    assert ckpt["arch"] == {"name": "student", "num_classes": 5, "encoder": "reference"}
+    r = run_cli("train", store.path, "--init", tmp_path / "s.pt", "--pretrained", "--out", tmp_path / "runs", ok=False)
+    assert "not with --encoder-weights or --pretrained" in r.output

@@ -33,6 +33,7 @@ for _cmd in (cli_store.show, cli_store.log, cli_store.tag, cli_store.diff, cli_s
 
 # ---- teachers and labeling ----------------------------------------------------------------------
 cli.add_command(cli_label.teacher)
+cli_label.teacher.add_command(cli_weights.teacher_import)
 cli.add_command(cli_label.label)
 cli.add_command(cli_label.qa)
 cli.add_command(cli_weights.import_weights)
