@@ -175,7 +175,7 @@ def test_init_starts_the_whole_student_from_the_import(tmp_path, store):
         build_model(arch, encoder_weights=str(tmp_path / "t.pt"))
     run_cli("train", store.path, "--init", tmp_path / "s.pt", "--run", "p", "--out", tmp_path / "runs", "--steps", "1",
             "--batch-size", "2", "--workers", "0", "--val-split", "")
-    model, ckpt = read_student(tmp_path / "runs" / "p" / "last.pt")
+    _, ckpt = read_student(tmp_path / "runs" / "p" / "last.pt")
     assert ckpt["arch"] == {"name": "student", "num_classes": 5, "encoder": "reference"}
     r = run_cli("train", store.path, "--init", tmp_path / "s.pt", "--pretrained", "--out", tmp_path / "runs", ok=False)
     assert "not with --encoder-weights or --pretrained" in r.output
