@@ -17,16 +17,45 @@ from student.model import build_student
 
 
 def build_model(arch: dict, *, encoder_weights: str | None = None, pretrained: bool = False) -> nn.Module:
-    """The network of `arch`; encoder_weights: a local MobileNet-v2 state dict file for the student's
-    encoder. Raises UserError naming the weights file if it is refused, unreadable or does not fit."""
+    """The network of `arch`; encoder_weights: the weights it starts from: a local MobileNet-v2 state dict
+    file for the student's timm encoder, the whole student for the reference encoder (a file of `mtdistill
+    import-weights`: `train --init`), or the ResNet-38 trunk of a resnet38 teacher (a published file or a
+    teacher file: `teacher train --init`). Raises UserError naming the weights file if it is refused,
+    unreadable or does not fit."""
+    if arch["name"] == "student" and arch.get("encoder") == "reference" and encoder_weights is not None:
+        return init_student(encoder_weights, arch["num_classes"])
     if arch["name"] == "student":
         try:
             return build_student(arch["num_classes"], encoder_weights=read_encoder_weights(encoder_weights),
-                                 pretrained=pretrained, source=f"encoder weights {encoder_weights}")
+                                 pretrained=pretrained, source=f"encoder weights {encoder_weights}",
+                                 encoder=arch.get("encoder", "timm"))
         except WeightsError as e:
             raise UserError(str(e)) from None
     from teachers.archs import build_model as build_teacher
-    return build_teacher(arch, source="arch", pretrained_ok=pretrained)
+    model = build_teacher(arch, source="arch", pretrained_ok=pretrained)
+    if encoder_weights is not None:
+        from teachers.import_resnet38 import load_trunk
+        load_trunk(model, encoder_weights)
+    return model
+
+
+def init_student(path, num_classes: int) -> nn.Module:
+    """The reference-encoder student started from the whole network of `path` (a student checkpoint on the
+    reference encoder, e.g. from `mtdistill import-weights`); its segmentation head's last conv starts fresh
+    when its class count differs from `num_classes`. UserError naming the file otherwise."""
+    ckpt = read_weights(path, "init checkpoint")
+    arch = ckpt.get("arch") if isinstance(ckpt, dict) else None
+    if not isinstance(arch, dict) or arch.get("encoder") != "reference" or not isinstance(ckpt.get("model"), dict):
+        raise UserError(f"{path}: --init takes a student checkpoint on the reference encoder "
+                        f"(written by `mtdistill import-weights` or a run started from one)")
+    model = build_student(num_classes, encoder="reference")
+    state = dict(ckpt["model"])
+    if int(arch.get("num_classes", -1)) != num_classes:
+        state = {k: v for k, v in state.items() if not k.startswith("heads.segm.2.")}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if unexpected or set(missing) - {"heads.segm.2.weight", "heads.segm.2.bias"}:
+        raise UserError(f"{path}: does not fit the reference student: {(unexpected or missing)[:3]}")
+    return model
 
 
 def model_tasks(arch: dict) -> tuple[str, ...]:
@@ -84,7 +113,8 @@ def model_from_checkpoint(path_or_ckpt) -> tuple[nn.Module, dict]:
 
 def read_student(checkpoint: str | Path) -> tuple[nn.Module, dict]:
     """(student in eval mode, checkpoint dict) from a training checkpoint ({"arch": {"name": "student",
-    "num_classes"}, "config", "model", "classes", ...}) or a bare state dict, loaded with weights_only=True.
+    "num_classes", "encoder"?}, "config", "model", "classes", ...}), an imported paper checkpoint
+    (mtdistill import-weights: arch encoder "reference") or a bare state dict, loaded with weights_only=True.
     num_classes comes from "arch", else "config", else the segmentation head's shape. Errors name the file."""
     path = Path(checkpoint)
     ckpt = read_weights(path, "checkpoint")
@@ -98,7 +128,7 @@ def read_student(checkpoint: str | Path) -> tuple[nn.Module, dict]:
         raise UserError(f"{path}: checkpoint has no student state dict (expected key 'model' with {head!r})")
     config = ckpt.get("config") if isinstance(ckpt.get("config"), dict) else {}
     num_classes = int(arch.get("num_classes", config.get("num_classes", state[head].shape[0])))
-    model = build_student(num_classes)
+    model = build_student(num_classes, encoder=arch.get("encoder", "timm"))
     try:
         model.load_state_dict(state)
     except RuntimeError as e:

@@ -3,16 +3,23 @@
 Flow: image -> **encoder** -> taps -> refinenet.Decoder -> model heads. The classifier and the final
 1x1-1280 conv (`conv_head`, `bn2`) are dropped, as in the paper; `features_only` would return only five
 taps, so the stem and the seven block groups are run here by hand.
+
+Two variants (VARIANTS): "timm", the standard network (its t=1 first block has no 1x1 expansion), and
+"reference", the authors' MobileNet-v2, whose first block keeps a 1x1 32->32 expansion (+ BN + ReLU6)
+before the depthwise conv: 1,088 parameters more (3,070,057 for the 40-class student, PAPER.md). The
+reference variant exists to load the paper's released checkpoints (pipeline/import_weights.py).
 """
 from __future__ import annotations
 
 import timm
 import torch
+from timm.models._efficientnet_blocks import InvertedResidual
 from torch import nn
 
 # keys of a full timm checkpoint that belong to the dropped classification head
 HEAD_PREFIXES = ("classifier.", "conv_head.", "bn2.")
 NESTED_KEYS = ("state_dict", "model")
+VARIANTS = ("timm", "reference")
 
 
 class WeightsError(ValueError):
@@ -29,12 +36,21 @@ class MobileNetV2Encoder(nn.Module):
     out_channels: tuple[int, ...] = (16, 24, 32, 64, 96, 160, 320)
     reductions: tuple[int, ...] = (2, 4, 8, 16, 16, 32, 32)
 
-    def __init__(self, pretrained: bool = False, weights: dict | None = None, source: str = "encoder weights"):
+    def __init__(self, pretrained: bool = False, weights: dict | None = None, source: str = "encoder weights",
+                 variant: str = "timm"):
         super().__init__()
+        if variant not in VARIANTS:
+            raise ValueError(f"unknown encoder variant {variant!r}; choose one of {list(VARIANTS)}")
+        if variant == "reference" and (pretrained or weights is not None):
+            raise ValueError("the reference encoder has no timm ImageNet weights; start it from the paper's "
+                             "checkpoint (mtdistill import-weights)")
+        self.variant = variant
         net = timm.create_model("mobilenetv2_100", pretrained=pretrained)
         self.conv_stem = net.conv_stem  # 3 -> 32, stride 2
         self.bn1 = net.bn1              # BN + ReLU6
         self.blocks = net.blocks        # 7 inverted-residual groups
+        if variant == "reference":      # first block: 1x1 32->32 expansion, 3x3 depthwise, 1x1 -> 16
+            self.blocks[0][0] = InvertedResidual(32, 16, exp_ratio=1.0, act_layer=nn.ReLU6)
         if weights is not None:
             load_encoder_weights(self, weights, source)
 

@@ -61,13 +61,15 @@ class MTLWRefineNet(nn.Module):
 
 
 def build_student(num_classes: int, encoder_weights: dict | None = None, pretrained: bool = False,
-                  source: str = "encoder weights") -> MTLWRefineNet:
+                  source: str = "encoder weights", encoder: str = "timm") -> MTLWRefineNet:
     """The paper's student. encoder_weights: an already-read timm MobileNet-v2 state dict (ImageNet weights;
     the student reads no files: pipeline/checkpoint.py does); pretrained=True asks timm to download them
-    instead (needs network access). Raises WeightsError (naming `source`) if the weights do not fit."""
+    instead (needs network access). encoder: "timm" or "reference" (the authors' variant, see
+    student/encoder.py; no ImageNet weights). Raises WeightsError (naming `source`) if the weights do not
+    fit, ValueError for a bad num_classes or encoder."""
     if num_classes < 1:
         raise ValueError(f"num_classes must be >= 1, got {num_classes}")
-    encoder = MobileNetV2Encoder(pretrained=pretrained, weights=encoder_weights, source=source)
+    encoder = MobileNetV2Encoder(pretrained=pretrained, weights=encoder_weights, source=source, variant=encoder)
     return MTLWRefineNet(num_classes, encoder)
 
 

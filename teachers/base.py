@@ -27,9 +27,9 @@ from torch import nn
 from stores.errors import UserError
 from stores.files import atomic_write, sha256_file
 from student.model import IMAGENET_MEAN, IMAGENET_STD
-from teachers import external
+from teachers import external, hf
 from teachers.archs import arch_dict, arch_task
-from teachers.remap import IGNORE, Remap, class_names, load_remap
+from teachers.remap import IGNORE, Remap, class_names, load_remap, remap_by_name
 
 TASKS = ("segm", "depth")
 IMAGENET_NORM = {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "range": 1.0, "bgr": False}
@@ -69,8 +69,10 @@ class Teacher:
 
     def __init__(self, model, task: str, *, name: str = "teacher", version: str | None = None,
                  norm: dict | None = None, classes=None, remap: Remap | None = None, device="cpu",
-                 flip: bool = False, pad_to: int | None = None, batch_size: int = 8):
+                 flip: bool = False, pad_to: int | None = None, batch_size: int = 8, origin: dict | None = None):
         self.task = parse_task(task)
+        self.origin = origin                                   # where the weights came from (hf: model, revision)
+        self.spec: str | None = None                           # what load_teacher opened (workers open the same)
         self.device = torch.device(device)
         if isinstance(model, nn.Module):
             model = model.to(self.device).eval()
@@ -140,8 +142,9 @@ class Teacher:
     def provenance(self) -> dict:
         """What a label commit records about this teacher."""
         remap = None if self.remap is None else {"source": self.remap.source, "table": list(self.remap.table)}
-        return {"name": self.name, "version": self.version, "task": self.task, "classes": self.classes,
-                "remap": remap, "flip": self.flip, "norm": self.norm}
+        out = {"name": self.name, "version": self.version, "task": self.task, "classes": self.classes,
+               "remap": remap, "flip": self.flip, "norm": self.norm}
+        return {**out, "origin": self.origin} if self.origin is not None else out
 
     def _normalise(self, rgb: torch.Tensor) -> torch.Tensor:
         x = rgb.permute(0, 3, 1, 2).float()                     # (B, 3, H, W) in 0..255
@@ -217,6 +220,8 @@ class Teacher:
 
 def _open_spec(spec: str, task: str, device, weights) -> tuple[object, dict]:
     """spec -> (model, metadata with at least name and version); dispatch on file type or module:function."""
+    if hf.is_hf_spec(spec):
+        return hf.open_hf(spec, task, device)
     path = Path(spec)
     if path.is_dir():
         raise UserError(f"{path}: is a directory, expected a teacher file")
@@ -245,7 +250,8 @@ def _open_spec(spec: str, task: str, device, weights) -> tuple[object, dict]:
 def load_teacher(spec: str, task: str, remap=None, device="cpu", *, weights=None, name=None, norm=None,
                  classes=None, store_classes=None, flip=False, pad_to=None, batch_size=8) -> Teacher:
     """Open a teacher: .pt/.pth (our checkpoint, weights_only), .ts/.torchscript or a TorchScript zip, .onnx,
-    or `module:function` (+ optional `weights` state dict). `remap` is a Remap or a .json/.toml path;
+    `module:function` (+ optional `weights` state dict), or `hf:NAME_OR_DIR` (teachers/hf.py; its classes
+    are matched to `store_classes` by name, a remap file mapping the rest). `remap` is a Remap or a .json/.toml path;
     `norm`/`classes` override what the file records (external files record none: ImageNet by default).
     UserError for a missing/unreadable file, a task mismatch, or teacher classes that differ from
     `store_classes` with no remap."""
@@ -254,16 +260,20 @@ def load_teacher(spec: str, task: str, remap=None, device="cpu", *, weights=None
         raise UserError(f"{spec}: a separate weights file only goes with a module:function entry point")
     model, meta = _open_spec(str(spec), task, device, weights)
     classes = classes if classes is not None else meta.get("classes")
-    if isinstance(remap, (str, os.PathLike)):
+    if "hf" in meta and task == "segm" and store_classes is not None and not isinstance(remap, Remap):
+        remap = remap_by_name(classes, store_classes, remap, source=str(spec))
+    elif isinstance(remap, (str, os.PathLike)):
         remap = load_remap(remap, teacher_classes=classes, store_classes=store_classes)
     elif remap is not None and store_classes is not None:
         remap.check_store_classes(store_classes)
     elif remap is None and None not in (store_classes, classes) and class_names(store_classes) != class_names(classes):
         raise UserError(f"{spec}: teacher classes {class_names(classes)} differ from the store's "
                         f"{class_names(store_classes)}; give a remap file")
-    return Teacher(model, task, name=name or meta["name"], version=meta["version"],
-                   norm=norm if norm is not None else meta.get("norm"), classes=classes, remap=remap,
-                   device=device, flip=flip, pad_to=pad_to, batch_size=batch_size)
+    teacher = Teacher(model, task, name=name or meta["name"], version=meta["version"],
+                      norm=norm if norm is not None else meta.get("norm"), classes=classes, remap=remap,
+                      device=device, flip=flip, pad_to=pad_to, batch_size=batch_size, origin=meta.get("hf"))
+    teacher.spec = str(spec)
+    return teacher
 
 
 def check_plain(obj, where: str) -> None:

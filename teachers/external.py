@@ -97,7 +97,7 @@ def _student_teacher(path: Path, ckpt: dict) -> tuple[nn.Module, dict]:
     from student.model import build_student
 
     try:
-        model = build_student(int(ckpt["arch"]["num_classes"]))
+        model = build_student(int(ckpt["arch"]["num_classes"]), encoder=ckpt["arch"].get("encoder", "timm"))
         model.load_state_dict(ckpt["model"])
     except (KeyError, TypeError, ValueError, RuntimeError) as e:
         raise UserError(f"{path}: weights do not fit the student: {first_line(e)}") from None

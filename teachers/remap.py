@@ -168,3 +168,37 @@ def bundled_remap(name: str) -> Path:
     if name not in options:
         raise KeyError(f"unknown bundled remap {name!r}; choose one of {options}")
     return REMAPS_DIR / f"{name}.json"
+
+
+def same_name(name: str) -> str:
+    """A class name for matching: lower case, '_' and '-' as spaces, runs of spaces as one ("Traffic_Light"
+    and "traffic light" agree)."""
+    return " ".join(name.lower().replace("_", " ").replace("-", " ").split())
+
+
+def remap_by_name(teacher_classes, store_classes, path=None, source: str = "teacher") -> Remap:
+    """Teacher classes -> store classes by name where the names agree (see `same_name`); a remap file
+    (`path`, the format above) maps the rest and overrides a match. Without a file every teacher class
+    must match a store class by name. UserError naming `source` (or the file) and the first unmatched
+    classes; UserError too when no teacher class maps to any store class."""
+    t_names, s_names = class_names(teacher_classes), class_names(store_classes)
+    by_name = {same_name(n): n for n in s_names}
+    matched = {str(t): by_name[same_name(n)] for t, n in enumerate(t_names) if same_name(n) in by_name}
+    if path is None:
+        unmatched = [n for t, n in enumerate(t_names) if str(t) not in matched]
+        if unmatched:
+            raise UserError(f"{source}: {len(unmatched)} of its {len(t_names)} classes match no store class by "
+                            f"name ({', '.join(map(repr, unmatched[:8]))}{', ...' if len(unmatched) > 8 else ''});"
+                            f" give --remap FILE mapping them to store classes (or to null to ignore them)")
+        data, source = {"map": matched}, f"{source} (classes matched by name)"
+    else:
+        data, source = _read(Path(path)), str(path)
+        if not isinstance(data, dict) or not isinstance(data.get("map"), dict):
+            raise UserError(f"{source}: remap needs a 'map' table of teacher class -> store class")
+        listed = {_resolve(k, t_names, len(t_names), "teacher", source) for k in data["map"]}
+        data = {**data, "map": {**{k: v for k, v in matched.items() if int(k) not in listed}, **data["map"]}}
+    remap = parse_remap(data, t_names, s_names, source)
+    if all(s == IGNORE for s in remap.table):
+        raise UserError(f"{source}: none of the teacher's {len(t_names)} classes maps to a store class "
+                        f"(store classes: {', '.join(s_names[:8])}{', ...' if len(s_names) > 8 else ''})")
+    return remap

@@ -14,6 +14,7 @@ from pipeline.cli import label as cli_label
 from pipeline.cli import review as cli_review
 from pipeline.cli import store as cli_store
 from pipeline.cli import train as cli_train
+from pipeline.cli import weights as cli_weights
 from pipeline.cli.util import echo_json, user_errors  # noqa: F401 - for commands defined here
 
 
@@ -38,8 +39,10 @@ for _cmd in (cli_store.show, cli_store.log, cli_store.tag, cli_store.diff, cli_s
 
 # ---- teachers and labeling ----------------------------------------------------------------------
 cli.add_command(cli_label.teacher)
+cli_label.teacher.add_command(cli_weights.teacher_import)
 cli.add_command(cli_label.label)
 cli.add_command(cli_label.qa)
+cli.add_command(cli_weights.import_weights)
 
 # ---- review: look at pseudo-labels, export the doubtful ones, ingest the corrections --------------
 cli.add_command(cli_review.review)

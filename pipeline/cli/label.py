@@ -11,7 +11,7 @@ import click
 from pipeline.cli.train import build_config, loop_options, summarize_run
 from pipeline.train.teacher import train_teacher
 from pipeline.cli.util import (BATCH, REF, STORE, TEXT, DeviceType, FiniteFloat, IntListType, NameType, count,
-                               echo_json, out_file, out_folder, user_errors, workers)
+                               echo_json, in_file, out_file, out_folder, user_errors, workers)
 from stores.errors import UserError
 from stores.files import atomic_write_text
 
@@ -57,11 +57,13 @@ def teacher_arch(store_path, ref, task, arch, width, units, no_dropout, encoder)
 @click.option("--no-dropout", is_flag=True, help="No B6/B7 dropout (resnet38*).")
 @click.option("--encoder", type=TEXT, default=None, help="timm encoder of lwrefinenet_depth (default resnet101).")
 @click.option("--pretrained", is_flag=True, help="ImageNet encoder weights through timm (lwrefinenet_depth; needs network).")
+@click.option("--init", type=in_file(), default=None,
+              help="Start the ResNet-38 trunk from this file: published weights (mtdistill teacher import) or a teacher file.")
 @click.option("--teacher-out", type=out_file(), default=None,
               help="Teacher file to write (default OUT/RUN/teacher.pt).")
 @loop_options
 @user_errors
-def teacher_train(store, task, arch, width, units, no_dropout, encoder, pretrained, teacher_out, run, resume,
+def teacher_train(store, task, arch, width, units, no_dropout, encoder, pretrained, init, teacher_out, run, resume,
                   **loop):
     """Train a teacher on the store's real targets with the student's training loop; writes a teacher file.
 
@@ -69,14 +71,17 @@ def teacher_train(store, task, arch, width, units, no_dropout, encoder, pretrain
     Examples:
       mtdistill teacher train data.ice --task segm --arch resnet38 --width 0.25 --units 1 --epochs 30
       mtdistill teacher train data.ice --task depth --arch resnet38_depth --run depth-t --teacher-out depth.pt
+      mtdistill teacher train data.ice --task segm --arch resnet38 --init ilsvrc-cls_rna-a1_cls1000_ep-0001.params
       mtdistill label data.ice --teacher segm=runs/teacher-segm-resnet38/teacher.pt --name v1
     """
     from stores.merge import MergePolicy
 
     run = run or f"teacher-{task}-{arch}"
+    if init and not arch.startswith("resnet38"):
+        raise UserError(f"--init starts a resnet38 trunk; --arch {arch} has none (use --pretrained)")
     arch_d = teacher_arch(store, loop["ref"], task, arch, width, units, no_dropout, encoder)
     cfg = build_config(store, arch_d, run, policy=MergePolicy(), task_weights=((task, 1.0),),
-                       pretrained=pretrained, **loop)
+                       pretrained=pretrained, encoder_weights=init, **loop)
     out = teacher_out or str(Path(cfg.out) / run / "teacher.pt")
     result = train_teacher(cfg, task, out, resume=resume)
     summarize_run(result)

@@ -145,8 +145,11 @@ def summarize_run(result: dict) -> None:
 @click.option("--encoder-weights", type=click.Path(exists=True, dir_okay=False),
               help="Local MobileNet-v2 state dict (e.g. ImageNet weights) for the encoder.")
 @click.option("--pretrained", is_flag=True, help="ImageNet encoder weights through timm (needs network).")
+@click.option("--init", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Start the whole student from the paper's weights (a file of `mtdistill import-weights`; reference "
+                   "MobileNet-v2). Its segmentation head's last conv starts fresh if the class count differs.")
 @user_errors
-def train(store, run, segm_weight, depth_weight, resume, **options):
+def train(store, run, segm_weight, depth_weight, resume, init, **options):
     """Train the student (MT-LW-RefineNet) on real targets, merged with a pseudo-label set if given.
 
     \b
@@ -156,11 +159,18 @@ def train(store, run, segm_weight, depth_weight, resume, **options):
       mtdistill train data.ice --run distilled --pseudo teachers-v1 --pseudo-depth-classes observed \\
           --depth-anchor scale --grad-clip 10
       mtdistill train data.ice --run distilled --resume
+      mtdistill train kitti.ice --run from-paper --init kitti_student.pt   # from mtdistill import-weights
     """
     from pipeline.train.loop import train as run_training
 
     policy = policy_from_options(options)
-    cfg = build_config(store, {"name": "student"}, run or ("student-" + (policy.pseudo or "real")), policy=policy,
+    arch = {"name": "student"}
+    if init:
+        from stores.errors import UserError
+        if options["encoder_weights"] or options["pretrained"]:
+            raise UserError("--init starts the whole student; not with --encoder-weights or --pretrained")
+        arch, options["encoder_weights"] = {"name": "student", "encoder": "reference"}, init
+    cfg = build_config(store, arch, run or ("student-" + (policy.pseudo or "real")), policy=policy,
                        task_weights=(("segm", segm_weight), ("depth", depth_weight)), **options)
     summarize_run(run_training(cfg, resume=resume))
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.label.anchor import anchor_relative
 from pipeline.label.cluster import cpu_count, open_client, worker_threads  # noqa: F401 - cpu_count for callers
 from pipeline.label.plan import (check_existing, group_attrs, identity, parse_name, pending_shards,
                                  prepare_arrays, run_lock, shard_range)
@@ -28,6 +29,7 @@ from pipeline.label.run import schedule
 from pipeline.label.task import ShardJob, TeacherPlugin, TeacherSpec
 from stores.errors import UserError
 from stores.repo import FrameStore, base_metadata
+from teachers.hf import absolute_spec, is_hf_spec
 
 FRAMES = ("missing", "all")
 
@@ -97,7 +99,10 @@ def parse_teachers(items) -> tuple[tuple[str, str], ...]:
             raise UserError(f"--teacher {item!r}: expected segm=PATH or depth=PATH")
         if task in out:
             raise UserError(f"--teacher {task}= given twice")
-        out[task] = spec if ":" in spec and not Path(spec).exists() else str(Path(spec).resolve())
+        if is_hf_spec(spec):
+            out[task] = absolute_spec(spec)
+        else:
+            out[task] = spec if ":" in spec and not Path(spec).exists() else str(Path(spec).resolve())
     if not out:
         raise UserError("give at least one --teacher segm=PATH or depth=PATH")
     return tuple(sorted(out.items()))
@@ -127,14 +132,17 @@ def open_teachers(cfg: LabelConfig, store) -> dict:
     """Load each teacher once here, on the CPU: validates files, classes and remap before any cluster
     starts (a segmentation teacher's output class count is checked against the remap or the store with
     one forward pass, so no class id the store does not have is ever written), and gives the weight
-    hashes for provenance. Workers load their own copies."""
+    hashes for provenance. A relative-depth hf: teacher is anchored to the store's real depth here
+    (pipeline/label/anchor.py). Workers load their own copies from each teacher's `spec`."""
     from teachers.base import load_teacher
 
     out = {}
     for task, spec in cfg.teachers:
-        out[task] = load_teacher(spec, task, remap=cfg.remap if task == "segm" else None, device="cpu",
-                                 store_classes=store.classes if task == "segm" else None, flip=cfg.flip,
-                                 batch_size=cfg.batch_size)
+        def open_spec(spec, task=task):
+            return load_teacher(spec, task, remap=cfg.remap if task == "segm" else None, device="cpu",
+                                store_classes=store.classes if task == "segm" else None, flip=cfg.flip,
+                                batch_size=cfg.batch_size)
+        out[task] = anchor_relative(open_spec(spec), store, open_spec)
         out[task].check_classes(store.classes, tuple(store.frame_size))
     return out
 
@@ -158,8 +166,9 @@ def run_label(cfg: LabelConfig) -> LabelResult:
                       "config": cfg.to_dict()}
         keep = check_existing(store, cfg.name, ident, cfg.overwrite)
         store, created = prepare_arrays(store, cfg.name, attrs, keep, base_metadata("label", **provenance))
-        specs = tuple(TeacherSpec(task, spec, teachers[task].version, cfg.remap if task == "segm" else None,
-                                  cfg.flip, "cpu", cfg.batch_size) for task, spec in cfg.teachers)
+        specs = tuple(TeacherSpec(task, teachers[task].spec, teachers[task].version,
+                                  cfg.remap if task == "segm" else None, cfg.flip, "cpu", cfg.batch_size)
+                      for task, _ in cfg.teachers)
         del teachers
         gc.collect()
         pending = pending_shards(store, cfg.name)

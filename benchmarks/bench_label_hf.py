@@ -1,0 +1,89 @@
+"""Benchmark: a Hugging Face teacher (`hf:DIR`) through `mtdistill label` against its forward pass alone.
+
+Where it sits: the HF adapter (teachers/hf.py: the model's own image processor, forward, upsampling to
+the frame) inside the labeling job (pipeline/label/job.py), as bench_label.py measures it for our own
+ResNet-38. The teacher is a SegFormer with MiT-b0's widths (random weights built from its config, saved
+with save_pretrained: no download), its processor resizing to the frame size. Prints forward-only
+frames/s (Teacher.predict on frames already in memory, shard by shard), end-to-end labeling frames/s
+(1 local worker, cluster start excluded) and their ratio (target >= 0.9), best of interleaved rounds.
+Usage: python benchmarks/bench_label_hf.py [--frames 256 --size 128x128 --batch 8 --threads 1 --rounds 2]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from bench_label import make_store, stage_shares
+
+from pipeline.label.job import LabelConfig, run_label
+from stores.classes import NYUD40_NAMES
+from teachers.base import load_teacher
+
+
+def make_segformer(folder: Path, size) -> str:
+    """MiT-b0-sized SegFormer over the 40 NYUDv2 class names; processor resizes to `size` (H, W)."""
+    import transformers as tf
+
+    torch.manual_seed(0)
+    names = list(NYUD40_NAMES)
+    cfg = tf.SegformerConfig(hidden_sizes=[32, 64, 160, 256], decoder_hidden_size=256, num_labels=len(names),
+                             id2label=dict(enumerate(names)), label2id={n: i for i, n in enumerate(names)})
+    tf.SegformerForSemanticSegmentation(cfg).save_pretrained(folder)
+    tf.SegformerImageProcessor(size={"height": size[0], "width": size[1]}).save_pretrained(folder)
+    return f"hf:{folder}"
+
+
+def forward_only(store, spec: str, batch: int, threads: int) -> float:
+    torch.set_num_threads(threads)
+    teacher = load_teacher(spec, "segm", batch_size=batch, store_classes=store.classes)
+    rgb = store.root["frames/rgb"][:]
+    teacher.predict(rgb[:batch])                                   # warm-up
+    t = time.perf_counter()
+    for start in range(0, len(rgb), store.shard_frames):           # shard by shard, like the job
+        teacher.predict(rgb[start:start + store.shard_frames])
+    return len(rgb) / (time.perf_counter() - t)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--frames", type=int, default=256)
+    ap.add_argument("--size", default="128x128", help="WIDTHxHEIGHT")
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (forward and the labeling worker)")
+    ap.add_argument("--rounds", type=int, default=2)
+    args = ap.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    w, h = (int(v) for v in args.size.split("x"))
+    tmp = Path(tempfile.mkdtemp(prefix="bench_label_hf_"))
+    try:
+        import transformers
+        print(f"HF labeling benchmark: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, torch "
+              f"{torch.__version__}, transformers {transformers.__version__}, {args.threads} torch thread(s), cpu")
+        store = make_store(tmp / "syn.ice", args.frames, (h, w), synthetic=True)
+        spec = make_segformer(tmp / "segformer", (h, w))
+        print(f"store: {store.num_frames} synthetic frames {w}x{h}; teacher SegFormer MiT-b0 widths, 40 classes "
+              f"matched by name; batch {args.batch}; best of {args.rounds} rounds")
+        fwd, e2e = [], []
+        for k in range(args.rounds):
+            fwd.append(forward_only(store, spec, args.batch, args.threads))
+            e2e.append(run_label(LabelConfig(store=str(store.path), name=f"hf-{k}", teachers=(("segm", spec),),
+                                             frames="all", workers=1, batch_size=args.batch,
+                                             torch_threads=args.threads)))
+        f, r = max(fwd), max(e2e, key=lambda x: x.frames_per_s)
+        print(f"forward only {f:6.1f} frames/s, label 1 worker {r.frames_per_s:6.1f} frames/s -> ratio "
+              f"{r.frames_per_s / f:.2f} (target >= 0.9)")
+        print(f"    rounds: forward {', '.join(f'{v:.1f}' for v in fwd)}; label "
+              f"{', '.join(f'{x.frames_per_s:.1f}' for x in e2e)}; {stage_shares(store, r.name)}; "
+              f"cluster start {r.startup_s:.1f} s (not counted)")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

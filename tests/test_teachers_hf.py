@@ -1,0 +1,177 @@
+"""Hugging Face teachers (`hf:NAME_OR_DIR`): tiny models built from their configs here (no download),
+saved with save_pretrained, opened as teachers and used to label a store; class matching by name,
+relative-depth anchoring, provenance, and refusals that leave the store untouched."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import CLASSES, H, W, ingest, random_frames, run_cli
+
+from stores.depthfit import fit_depth
+from stores.errors import UserError
+from stores.repo import FrameStore
+from teachers.base import load_teacher
+from teachers.hf import hf_spec, parse_hf_spec
+
+tf = pytest.importorskip("transformers")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+pytest_plugins = ("test_label_teachers",)          # the shared LocalCluster fixture
+
+STORE_NAMES = ["c0", "c1", "c2", "c3", "c4"]       # conftest's CLASSES
+
+
+def tiny_segformer(folder, labels):
+    torch.manual_seed(0)
+    cfg = tf.SegformerConfig(num_encoder_blocks=2, depths=[1, 1], sr_ratios=[2, 1], hidden_sizes=[8, 16],
+                             patch_sizes=[7, 3], strides=[4, 2], num_attention_heads=[1, 1], mlp_ratios=[2, 2],
+                             decoder_hidden_size=16, num_labels=len(labels), initializer_range=0.3,
+                             id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)})
+    tf.SegformerForSemanticSegmentation(cfg).save_pretrained(folder)   # init 0.3: varies per pixel
+    tf.SegformerImageProcessor(size={"height": 32, "width": 32}).save_pretrained(folder)
+    return folder
+
+
+def tiny_depth_anything(folder, kind):
+    torch.manual_seed(0)
+    backbone = tf.Dinov2Config(image_size=28, patch_size=14, hidden_size=16, num_hidden_layers=2,
+                               num_attention_heads=2, intermediate_size=16, out_features=["stage1", "stage2"],
+                               reshape_hidden_states=False)
+    cfg = tf.DepthAnythingConfig(backbone_config=backbone, reassemble_hidden_size=16, neck_hidden_sizes=[8, 16],
+                                 fusion_hidden_size=16, head_hidden_size=8, depth_estimation_type=kind, max_depth=20)
+    tf.DepthAnythingForDepthEstimation(cfg).save_pretrained(folder)
+    tf.DPTImageProcessor(size={"height": 28, "width": 28}, keep_aspect_ratio=False).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    root = tmp_path_factory.mktemp("hf")
+    return {"segm": tiny_segformer(root / "segm", ["C0", "c1", "c2", "c3", "tree", "c4"]),
+            "relative": tiny_depth_anything(root / "rel", "relative"),
+            "metric": tiny_depth_anything(root / "met", "metric")}
+
+
+def rgb_of(store, frames):
+    return np.stack([store.root["frames/rgb"][int(i)] for i in frames])
+
+
+def test_spec_round_trip_and_bad_options():
+    spec = hf_spec("org/model", {"depth": "relative", "scale": 0.1, "shift": 1 / 3})
+    assert parse_hf_spec(spec) == ("org/model", {"depth": "relative", "scale": 0.1, "shift": 1 / 3})
+    for bad, why in (("hf:", "give a model"), ("hf:m?depth=far", "depth='far'"), ("hf:m?size=3", "unknown option"),
+                     ("hf:m?scale=nan", "not a finite number")):
+        with pytest.raises(UserError, match=why):
+            parse_hf_spec(bad)
+
+
+def test_segm_matches_names_and_its_own_forward(models, store, tmp_path):
+    with pytest.raises(UserError, match=r"1 of its 6 classes match no store class by name \('tree'\)"):
+        load_teacher(f"hf:{models['segm']}", "segm", store_classes=store.classes)
+    remap = tmp_path / "r.json"
+    remap.write_text(json.dumps({"map": {"tree": "c4"}}))
+    t = load_teacher(f"hf:{models['segm']}", "segm", remap=remap, store_classes=store.classes)
+    assert t.remap.table == (0, 1, 2, 3, 4, 4)              # by name (any case) + the file
+    rgb = rgb_of(store, range(4))
+    got = t.predict(rgb)
+    # independently: processor + model, logits upsampled to the frame, softmax, tree + c4 summed
+    proc = tf.AutoImageProcessor.from_pretrained(models["segm"])
+    model = tf.AutoModelForSemanticSegmentation.from_pretrained(models["segm"]).eval()
+    with torch.no_grad():
+        logits = model(**proc(images=list(rgb), return_tensors="pt")).logits
+    p = F.interpolate(logits, size=(H, W), mode="bilinear", align_corners=False).softmax(1)
+    p = torch.cat([p[:, :4], p[:, 4:6].sum(1, keepdim=True)], 1)
+    assert got["segm"].shape == (4, H, W)
+    np.testing.assert_array_equal(got["segm"], p.argmax(1).numpy())
+    assert len(np.unique(got["segm"])) > 1
+    assert t.provenance()["origin"]["files"]["model.safetensors"] == t.origin["files"]["model.safetensors"]
+
+
+def test_metric_depth_comes_back_at_frame_size(models, store):
+    t = load_teacher(f"hf:{models['metric']}", "depth")
+    d = t.predict(rgb_of(store, range(3)))["depth"]
+    assert d.shape == (3, H, W) and d.dtype == np.float32 and (d > 0).all()
+    assert t.origin["depth"] == "metric" and t.origin["fit"] is None
+
+
+def test_refusals_name_the_model(models, store, tmp_path):
+    with pytest.raises(UserError, match="cannot read a Hugging Face model config"):
+        load_teacher(f"hf:{tmp_path / 'absent'}", "segm")
+    with pytest.raises(UserError, match="segformer is not a depth estimation model, so it gives no depth"):
+        load_teacher(f"hf:{models['segm']}", "depth")
+    with pytest.raises(UserError, match="relative-depth model gives metres only once anchored"):
+        load_teacher(f"hf:{models['relative']}", "depth").predict(rgb_of(store, [0]))
+    evil = tmp_path / "evil"
+    tiny_segformer(evil, STORE_NAMES)
+    (evil / "model.safetensors").unlink()
+    torch.save({"w": torch.zeros(1), "f": os.system}, evil / "pytorch_model.bin")
+    with pytest.raises(UserError, match=r"pytorch_model.bin: refused to load.*posix.system"):
+        load_teacher(f"hf:{evil}", "segm", store_classes=store.classes)
+
+
+def test_label_anchors_relative_depth_and_records_it(models, store, cluster):
+    from pipeline.label.job import LabelConfig, run_label
+
+    spec = f"hf:{models['relative']}"
+    r = run_label(LabelConfig(store=str(store.path), name="hf", teachers=(("depth", spec),),
+                              scheduler=cluster, batch_size=4, frames="all", retries=0))
+    assert r.missing == {} and r.labeled == {"depth": 20}
+    s = store.reopen()
+    # the fit, independently: raw relative depth of every frame with real depth, one inverse fit
+    have = np.flatnonzero(s.root["real/has_depth"][:])
+    raw = load_teacher(spec, "depth")
+    raw.model.raw = True
+    pred = raw.predict(rgb_of(s, have))["depth"]
+    fit = fit_depth(pred.reshape(-1, W), s.root["real/depth"][:][have].reshape(-1, W), "inverse")
+    want = fit.apply(raw.predict(rgb_of(s, range(20)))["depth"])
+    np.testing.assert_allclose(s.root["pseudo/hf/depth"][:].astype(np.float32), want.astype(np.float16), rtol=1e-3)
+    origin = s.root["pseudo/hf"].attrs["teachers"]["depth"]["origin"]
+    assert origin["depth"] == "relative" and origin["fit"]["frames"] == len(have)
+    assert origin["fit"]["scale"] == pytest.approx(fit.scale) and "model.safetensors" in origin["files"]
+    label_md = [e["metadata"] for e in s.log() if e["metadata"].get("kind") == "label"]
+    assert label_md[0]["teachers"]["depth"]["origin"]["fit"]["points"] == fit.points
+
+
+def test_cli_label_segm_and_bad_model_leave_store_untouched(models, store, tmp_path):
+    head = store.snapshot_id
+    r = run_cli("label", store.path, "--teacher", f"segm=hf:{models['segm']}", "--name", "x", ok=False)
+    assert "error:" in r.output and "'tree'" in r.output and "--remap" in r.output
+    r = run_cli("label", store.path, "--teacher", f"depth=hf:{models['segm']}", "--name", "x", ok=False)
+    assert "gives no depth" in r.output
+    assert store.reopen().snapshot_id == head and store.reopen().pseudo_sets() == []
+    bare = FrameStore.create(tmp_path / "bare.ice", name="b", classes=CLASSES, frame_size=(H, W), shard_frames=8)
+    ingest(bare, (dataclasses.replace(f, depth=None) for f in random_frames(3)))
+    r = run_cli("label", bare.path, "--teacher", f"depth=hf:{models['relative']}", "--name", "x", ok=False)
+    assert "predicts relative depth" in r.output and "no frame of" in r.output
+    assert bare.reopen().pseudo_sets() == []
+
+
+def test_universal_segmentation_through_semantic_post_processing(tmp_path):
+    torch.manual_seed(0)
+    swin = tf.SwinConfig(image_size=64, patch_size=4, embed_dim=32, depths=[1] * 4, num_heads=[1] * 4, window_size=4,
+                         out_features=["stage1", "stage2", "stage3", "stage4"])
+    cfg = tf.Mask2FormerConfig(backbone_config=swin, feature_size=32, mask_feature_size=32, hidden_dim=32,
+                               encoder_feedforward_dim=32, dim_feedforward=32, encoder_layers=1, decoder_layers=2,
+                               num_attention_heads=2, num_queries=5, num_labels=3, common_stride=4,
+                               id2label={0: "c0", 1: "c1", 2: "c2"}, label2id={"c0": 0, "c1": 1, "c2": 2})
+    model = tf.Mask2FormerForUniversalSegmentation(cfg).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():          # random queries that disagree about classes
+            if "class_predictor" in name or "mask_embedder" in name:
+                p.normal_(0, 2)
+    model.save_pretrained(tmp_path)
+    proc = tf.Mask2FormerImageProcessor(size={"shortest_edge": 64, "longest_edge": 128}, size_divisor=32)
+    proc.save_pretrained(tmp_path)
+    t = load_teacher(f"hf:{tmp_path}", "segm", store_classes=["c0", "c1", "c2"])
+    rgb = np.random.default_rng(0).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
+    got = t.predict(rgb)["segm"]
+    with torch.no_grad():
+        out = model(**proc(images=list(rgb), return_tensors="pt"))
+    want = np.stack([s.numpy() for s in proc.post_process_semantic_segmentation(out, target_sizes=[(64, 64)] * 2)])
+    assert len(np.unique(want)) > 1
+    assert (got == want).mean() > 0.98          # HF resamples masks through 384x384 first; we go straight
