@@ -37,9 +37,10 @@ def open_or_create(store_path, *, classes: list[dict], frame_size, name: str | N
                    size_asked=None) -> FrameStore:
     """Open an existing store (checking its class list, and its frame size against `size_asked` (H, W),
     the --size the user gave), or create one with these classes and size (atomically; a store another
-    ingest creates at the same time is opened instead). StoreError naming the store on a mismatch."""
+    ingest creates at the same time is opened instead; in object storage, one whose creation was killed is
+    completed). StoreError naming the store on a mismatch."""
     check_store_path(store_path)
-    if FrameStore.exists(store_path):
+    if not is_url(store_path) and FrameStore.exists(store_path):
         store = FrameStore.open(store_path)
     else:
         store = FrameStore.create(store_path, name=name or Path(str(locate(store_path))).stem, classes=classes,

@@ -15,19 +15,23 @@ branch moved meanwhile rebases, see FrameStore.commit) instead of stores/lock.py
 """
 from __future__ import annotations
 
+import functools
 import os
 import re
+import socket
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import icechunk as ic
 
 from stores.errors import StoreError
+from stores.files import storage_errors
 
 URL_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://(.*)$")
 SCHEMES = ("s3", "gs", "az")
-# a few quick retries: an unreachable endpoint is one error after ~3 s, not after icechunk's default ~30 s
-RETRIES = ic.StorageRetriesSettings(max_tries=6, initial_backoff_ms=100, max_backoff_ms=2000)
+CONNECT_TIMEOUT_S = 5.0
 
 
 def is_url(store) -> bool:
@@ -54,7 +58,7 @@ class ObjectLocation:
     def storage(self) -> ic.Storage:
         """The icechunk Storage of this prefix, credentials from the environment (module docstring)."""
         if self.scheme == "s3":
-            return s3_storage(self.bucket, self.prefix)
+            return s3_storage(self.bucket, self.prefix, self.url)
         if self.scheme == "gs":
             return ic.gcs_storage(bucket=self.bucket, prefix=self.prefix, from_env=True)
         account = os.environ.get("AZURE_STORAGE_ACCOUNT_NAME")
@@ -64,18 +68,37 @@ class ObjectLocation:
         return ic.azure_storage(account=account, container=self.bucket, prefix=self.prefix, from_env=True)
 
 
-def s3_storage(bucket: str, prefix: str) -> ic.Storage:
-    """S3 storage from the AWS_* variables; anonymous (unsigned) requests when AWS_ACCESS_KEY_ID is unset."""
+def s3_storage(bucket: str, prefix: str, url: str) -> ic.Storage:
+    """S3 storage from the AWS_* variables; anonymous (unsigned) requests when AWS_ACCESS_KEY_ID is unset.
+    StoreError naming `url` when the endpoint does not accept connections."""
     env = os.environ.get
     endpoint = env("AWS_ENDPOINT_URL_S3") or env("AWS_ENDPOINT_URL")
     allow_http = (env("AWS_ALLOW_HTTP", "").lower() in ("1", "true", "yes")
                   or bool(endpoint and endpoint.startswith("http://")))
+    endpoint_or_aws = endpoint or f"https://s3.{env('AWS_REGION') or env('AWS_DEFAULT_REGION') or 'us-east-1'}.amazonaws.com"
+    problem = unreachable(endpoint_or_aws)
+    if problem:
+        raise StoreError(f"{url}: cannot reach the object store at {endpoint_or_aws} ({problem}; check "
+                         f"AWS_ENDPOINT_URL and the network); nothing was written")
     common = {"bucket": bucket, "prefix": prefix, "region": env("AWS_REGION") or env("AWS_DEFAULT_REGION"),
               "endpoint_url": endpoint, "allow_http": allow_http, "force_path_style": bool(endpoint)}
     if not env("AWS_ACCESS_KEY_ID"):
         return ic.s3_storage(**common, anonymous=True)
     return ic.s3_storage(**common, access_key_id=env("AWS_ACCESS_KEY_ID"),
                          secret_access_key=env("AWS_SECRET_ACCESS_KEY"), session_token=env("AWS_SESSION_TOKEN"))
+
+
+@functools.lru_cache(maxsize=8)
+def unreachable(endpoint: str) -> str | None:
+    """Why no TCP connection to `endpoint` opens within CONNECT_TIMEOUT_S, or None when one does (icechunk
+    itself retries ~30 s before it fails). Tried once per endpoint and process."""
+    u = urlsplit(endpoint if "://" in endpoint else f"https://{endpoint}")
+    try:
+        socket.create_connection((u.hostname, u.port or (80 if u.scheme == "http" else 443)),
+                                 timeout=CONNECT_TIMEOUT_S).close()
+    except (OSError, UnicodeError, ValueError) as e:
+        return getattr(e, "strerror", None) or str(e) or type(e).__name__
+    return None
 
 
 def check_writable(store) -> None:
@@ -117,8 +140,17 @@ def storage(store) -> ic.Storage:
     return ic.local_filesystem_storage(str(loc)) if isinstance(loc, Path) else loc.storage()
 
 
-def repo_config(base: ic.RepositoryConfig | None = None) -> ic.RepositoryConfig:
-    """`base` (default: icechunk's defaults) with this project's storage retries."""
-    cfg = base or ic.RepositoryConfig.default()
-    cfg.storage = ic.StorageSettings(retries=RETRIES)
-    return cfg
+@contextmanager
+def object_errors(loc: ObjectLocation, outcome: str = "nothing was written"):
+    """Inside the block, an icechunk error from the object store becomes one StoreError naming the URL: the
+    reason where known (no such bucket, access denied; stores.files.storage_reason), else icechunk's first
+    line, with a hint when the request was anonymous."""
+    try:
+        with storage_errors(loc, outcome):
+            yield
+    except ic.IcechunkError as e:
+        first = next((ln.strip(" x|") for ln in str(e).splitlines() if ln.strip(" x|")), type(e).__name__)
+        hint = ""
+        if loc.scheme == "s3" and not os.environ.get("AWS_ACCESS_KEY_ID"):
+            hint = " (no AWS_ACCESS_KEY_ID: the request was anonymous; does the bucket allow public reads?)"
+        raise StoreError(f"{loc}: the object store refused the request: {first}{hint}; {outcome}") from None

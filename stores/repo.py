@@ -19,7 +19,7 @@ import zarr
 
 from stores.errors import StoreError
 from stores.files import storage_errors
-from stores.location import ObjectLocation, check_writable, locate, repo_config, storage
+from stores.location import ObjectLocation, check_writable, locate, object_errors, storage
 from stores.lock import CREATING_PREFIX, commit_lock, creation_lock
 from stores.schema import DEFAULT_SHARD_FRAMES, SPLIT_CODES, create_layout
 from stores.versions import Versions, resolve_ref
@@ -29,7 +29,7 @@ MANIFEST_SPLIT_FRAMES = 1024
 
 
 def _config() -> ic.RepositoryConfig:
-    cfg = repo_config()
+    cfg = ic.RepositoryConfig.default()
     split = ic.ManifestSplittingConfig.from_dict(
         {ic.ManifestSplitCondition.AnyArray(): {ic.ManifestSplitDimCondition.Axis(0): MANIFEST_SPLIT_FRAMES}})
     cfg.manifest = ic.ManifestConfig(splitting=split)
@@ -71,8 +71,10 @@ def _commit_layout(repo: ic.Repository, *, name: str, classes: list[dict], frame
 
 def _has_layout(repo: ic.Repository) -> bool:
     """Whether main holds the store layout (False on a repository whose creation is still under way or died)."""
-    root = zarr.open_group(repo.readonly_session(branch="main").store, mode="r")
-    return "frames" in root
+    try:
+        return "frames" in zarr.open_group(repo.readonly_session(branch="main").store, mode="r")
+    except zarr.errors.GroupNotFoundError:
+        return False
 
 
 def _create_remote(loc: ObjectLocation, exist_ok: bool, layout: dict) -> bool:
@@ -86,7 +88,7 @@ def _create_remote(loc: ObjectLocation, exist_ok: bool, layout: dict) -> bool:
         except ic.IcechunkError:
             if not ic.Repository.exists(st):
                 raise                                   # not a lost race: the real error
-    repo = ic.Repository.open(st, config=repo_config())
+    repo = ic.Repository.open(st)
     if _has_layout(repo):
         if not exist_ok:
             raise StoreError(f"{loc}: already exists")
@@ -123,7 +125,7 @@ class FrameStore(Versions):
         layout = {"name": name, "classes": classes, "frame_size": frame_size, "shard_frames": shard_frames}
         if isinstance(path, ObjectLocation):
             check_writable(path)
-            with storage_errors(path, "nothing was created"):
+            with object_errors(path, "nothing was created"):
                 created = _create_remote(path, exist_ok, layout)
             store = cls.open(path)
             store.created = created
@@ -172,8 +174,8 @@ class FrameStore(Versions):
         if not cls.exists(path):
             raise StoreError(f"{path}: not a mtdistill store (no icechunk repository there)")
         try:
-            with storage_errors(path, "nothing was written"):
-                repo = ic.Repository.open(storage(path), config=repo_config())
+            with object_errors(path) if isinstance(path, ObjectLocation) else storage_errors(path, "nothing was written"):
+                repo = ic.Repository.open(storage(path))
         except StoreError:
             raise
         except Exception as e:  # icechunk raises its own error types; the user needs one line
@@ -183,9 +185,10 @@ class FrameStore(Versions):
         try:
             return cls(path, repo, sid, ref)
         except Exception as e:  # noqa: BLE001 - zarr / icechunk errors of a damaged store: one line
+            fix = "ingest into it again to complete it" if isinstance(path, ObjectLocation) else \
+                "delete the folder and ingest again"
             raise StoreError(f"{path}: damaged store: no readable layout at {ref} ({type(e).__name__}; an "
-                             f"interrupted creation by an older version?): delete the folder and ingest "
-                             f"again") from None
+                             f"interrupted creation?): {fix}") from None
 
     @classmethod
     def exists(cls, path) -> bool:
@@ -193,7 +196,7 @@ class FrameStore(Versions):
         object-storage URL, holds an icechunk repository (StoreError naming the URL when it cannot be read)."""
         path = locate(path)
         if isinstance(path, ObjectLocation):
-            with storage_errors(path, "nothing was written"):
+            with object_errors(path):
                 return ic.Repository.exists(path.storage())
         return path.is_dir() and (path / "refs").is_dir()
 
