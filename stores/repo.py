@@ -17,7 +17,7 @@ import icechunk as ic
 import numpy as np
 import zarr
 
-from stores.errors import StoreError
+from stores.errors import CommitConflict, StoreError
 from stores.files import storage_errors
 from stores.location import ObjectLocation, check_writable, locate, object_errors, storage
 from stores.lock import CREATING_PREFIX, commit_lock, creation_lock
@@ -279,13 +279,14 @@ class FrameStore(Versions):
         return self.repo.writable_session(branch)
 
     def commit(self, session: ic.Session, message: str, metadata: dict) -> str:
-        """Commit under the store's lock; rebases over commits that touched other arrays."""
+        """Commit under the store's lock; rebases over commits that touched other arrays. CommitConflict
+        (nothing committed) when a concurrent commit changed the same arrays' metadata or chunks."""
         with storage_errors(self.path), commit_lock(self.path):
             try:
                 return session.commit(message, metadata=metadata, rebase_with=ic.BasicConflictSolver())
             except ic.RebaseFailedError as e:
-                again = "; nothing was committed: run it again" if self.remote else ""
-                raise StoreError(f"{self.path}: commit conflicts with a concurrent change: {e}{again}") from None
+                raise CommitConflict(f"{self.path}: commit conflicts with a concurrent change: {e}; nothing "
+                                     f"was committed: run it again") from None
 
     def append(self, message: str, metadata: dict, branch: str = "main", replace: bool = False):
         """An AppendWriter (stores/writer.py): new frames appended, annotations of frames already stored
