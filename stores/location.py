@@ -15,7 +15,6 @@ branch moved meanwhile rebases, see FrameStore.commit) instead of stores/lock.py
 """
 from __future__ import annotations
 
-import functools
 import os
 import re
 import socket
@@ -88,16 +87,21 @@ def s3_storage(bucket: str, prefix: str, url: str) -> ic.Storage:
                          secret_access_key=env("AWS_SECRET_ACCESS_KEY"), session_token=env("AWS_SESSION_TOKEN"))
 
 
-@functools.lru_cache(maxsize=8)
+_REACHED: set[str] = set()
+
+
 def unreachable(endpoint: str) -> str | None:
     """Why no TCP connection to `endpoint` opens within CONNECT_TIMEOUT_S, or None when one does (icechunk
-    itself retries ~30 s before it fails). Tried once per endpoint and process."""
+    itself retries ~30 s before it fails). An endpoint reached once is not tried again in this process."""
+    if endpoint in _REACHED:
+        return None
     u = urlsplit(endpoint if "://" in endpoint else f"https://{endpoint}")
     try:
         socket.create_connection((u.hostname, u.port or (80 if u.scheme == "http" else 443)),
                                  timeout=CONNECT_TIMEOUT_S).close()
     except (OSError, UnicodeError, ValueError) as e:
         return getattr(e, "strerror", None) or str(e) or type(e).__name__
+    _REACHED.add(endpoint)
     return None
 
 

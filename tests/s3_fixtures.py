@@ -1,7 +1,9 @@
 """Fixtures of the object-storage tests: a local S3-compatible server (moto's standalone server, started
 on 127.0.0.1 once per test run and stopped at its end), one fresh bucket per test, the AWS_* variables
 that point the code at it, and a dask cluster of separately started processes (`dask scheduler`,
-`dask worker`) whose workers reach the server. Used as `pytest_plugins = ("s3_fixtures",)`.
+`dask worker`) whose workers reach the server. Used as `pytest_plugins = ("s3_fixtures",)`; the tests
+reach the helpers through the fixtures (S3Server), so this module is never imported before pytest
+registers it.
 """
 from __future__ import annotations
 
@@ -51,9 +53,46 @@ def stop(procs) -> None:
             p.wait()
 
 
+class S3Server:
+    """The test S3 server: `vars` (the AWS_* variables that point at it) and helpers through boto3."""
+
+    def __init__(self, port: int):
+        self.vars = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1",
+                     "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ALLOW_HTTP": "true"}
+
+    def client(self):
+        """A boto3 S3 client of the server (with credentials)."""
+        import boto3
+
+        v = self.vars
+        return boto3.client("s3", endpoint_url=v["AWS_ENDPOINT_URL"], region_name=v["AWS_REGION"],
+                            aws_access_key_id=v["AWS_ACCESS_KEY_ID"], aws_secret_access_key=v["AWS_SECRET_ACCESS_KEY"])
+
+    def make_bucket(self, name: str) -> str:
+        """Create bucket `name`; returns the name."""
+        self.client().create_bucket(Bucket=name)
+        return name
+
+    def allow_public_reads(self, bucket: str) -> None:
+        """A bucket policy that lets anyone (unsigned requests) list and read `bucket`."""
+        import json
+
+        arn = f"arn:aws:s3:::{bucket}"
+        self.client().put_bucket_policy(Bucket=bucket, Policy=json.dumps({"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Principal": "*", "Action": ["s3:GetObject", "s3:ListBucket"],
+             "Resource": [arn, f"{arn}/*"]}]}))
+
+    def list_keys(self, bucket: str) -> list[str]:
+        """Every object key in `bucket`."""
+        pages = self.client().get_paginator("list_objects_v2").paginate(Bucket=bucket)
+        return [o["Key"] for page in pages for o in page.get("Contents", [])]
+
+    free_port = staticmethod(free_port)
+
+
 @pytest.fixture(scope="session")
-def s3_vars():
-    """The AWS_* variables of a moto S3 server started for this test run on 127.0.0.1 (stopped at the end).
+def s3_server():
+    """A moto S3 server started for this test run on 127.0.0.1 (stopped at the end), as an S3Server.
     Skips when moto[server] is not installed."""
     pytest.importorskip("moto.server", reason="moto[server] is not installed (pip install -e '.[test]')")
     port = free_port()
@@ -61,67 +100,34 @@ def s3_vars():
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         wait_for_port(port, proc, "moto_server")
-        yield {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1",
-               "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ALLOW_HTTP": "true"}
+        yield S3Server(port)
     finally:
         stop([proc])
 
 
 @pytest.fixture
-def s3_env(s3_vars, monkeypatch) -> dict:
-    """s3_vars set in this process's environment for the test (and the processes it starts)."""
-    for k, v in s3_vars.items():
+def s3_env(s3_server, monkeypatch) -> S3Server:
+    """The server, its variables set in this process's environment for the test (and the processes it starts)."""
+    for k, v in s3_server.vars.items():
         monkeypatch.setenv(k, v)
-    return s3_vars
-
-
-def client(s3_vars: dict):
-    """A boto3 S3 client of the test server (with credentials)."""
-    import boto3
-
-    return boto3.client("s3", endpoint_url=s3_vars["AWS_ENDPOINT_URL"], region_name=s3_vars["AWS_REGION"],
-                        aws_access_key_id=s3_vars["AWS_ACCESS_KEY_ID"],
-                        aws_secret_access_key=s3_vars["AWS_SECRET_ACCESS_KEY"])
-
-
-def make_bucket(s3_vars: dict, name: str) -> str:
-    """Create bucket `name` on the test server; returns the name."""
-    client(s3_vars).create_bucket(Bucket=name)
-    return name
-
-
-def allow_public_reads(s3_vars: dict, bucket: str) -> None:
-    """A bucket policy that lets anyone (unsigned requests) list and read `bucket`."""
-    import json
-
-    arn = f"arn:aws:s3:::{bucket}"
-    client(s3_vars).put_bucket_policy(Bucket=bucket, Policy=json.dumps({"Version": "2012-10-17", "Statement": [
-        {"Effect": "Allow", "Principal": "*", "Action": ["s3:GetObject", "s3:ListBucket"],
-         "Resource": [arn, f"{arn}/*"]}]}))
-
-
-def list_keys(s3_vars: dict, bucket: str) -> list[str]:
-    """Every object key in `bucket`."""
-    c = client(s3_vars)
-    return [o["Key"] for page in c.get_paginator("list_objects_v2").paginate(Bucket=bucket)
-            for o in page.get("Contents", [])]
+    return s3_server
 
 
 @pytest.fixture
 def bucket(s3_env, request) -> str:
     """A new, empty bucket named after the test."""
     name = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:40].strip("-")
-    return make_bucket(s3_env, f"{name}-{time.time_ns() % 10**9}")
+    return s3_env.make_bucket(f"{name}-{time.time_ns() % 10**9}")
 
 
 @pytest.fixture(scope="module")
-def dask_cluster(s3_vars, tmp_path_factory):
+def dask_cluster(s3_server, tmp_path_factory):
     """Address of a dask cluster started as separate commands: `dask scheduler` and two `dask worker`
     processes (one thread each), with the S3 variables and this checkout (and the tests' teachers) on
     their PYTHONPATH. MTD_SLOW_FILE / MTD_HOLD_FILE (see test_label_teachers) are files under a fresh folder."""
     port = free_port()
     slow = tmp_path_factory.mktemp("dask-slow") / "seconds"
-    env = {**os.environ, **s3_vars, "PYTHONPATH": os.pathsep.join([str(TESTS), str(TESTS.parent)]),
+    env = {**os.environ, **s3_server.vars, "PYTHONPATH": os.pathsep.join([str(TESTS), str(TESTS.parent)]),
            "MTD_SLOW_FILE": str(slow), "MTD_HOLD_FILE": str(slow.with_name("hold")), "OMP_NUM_THREADS": "1"}
     common = {"env": env, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "start_new_session": True,
               "cwd": tmp_path_factory.mktemp("dask-cwd")}

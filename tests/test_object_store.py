@@ -11,11 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import CLASSES, H, W, ingest, random_frames, run_cli
-from s3_fixtures import (allow_public_reads, bucket, free_port, list_keys, make_bucket,  # noqa: F401 - fixtures
-                         s3_env, s3_vars)
 
 from stores.repo import FrameStore
 
+pytest_plugins = ("s3_fixtures",)
 WORKER = str(Path(__file__).with_name("store_worker.py"))
 
 
@@ -39,7 +38,7 @@ def test_store_commands_on_s3(bucket, s3_env, tmp_path, monkeypatch):
     assert show(url)["frames"] == 6 and "first" in show(url)["tags"]
     assert "ingest synthetic" in run_cli("log", url).stdout
     assert list(tmp_path.iterdir()) == []                   # no local folder named "s3:" (or anything else)
-    keys = list_keys(s3_env, bucket)
+    keys = s3_env.list_keys(bucket)
     assert keys and all(k.startswith("stores/syn/") for k in keys)
 
 
@@ -76,7 +75,7 @@ def test_a_bucket_that_does_not_exist(s3_env, tmp_path, monkeypatch):
 
 def test_an_unreachable_endpoint(s3_env, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")     # nothing listens there
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{s3_env.free_port()}")     # nothing listens there
     url = "s3://some-bucket/x"
     one_error_line(run_cli(*INGEST[:2], url, *INGEST[2:], ok=False), url, "cannot reach the object store")
     one_error_line(run_cli("log", url, ok=False), url, "cannot reach")
@@ -87,17 +86,17 @@ def test_missing_credentials_write_nothing_and_reads_are_anonymous(bucket, s3_en
     url = f"s3://{bucket}/a"
     s = FrameStore.create(url, name="t", classes=CLASSES, frame_size=(H, W), shard_frames=8)
     ingest(s, random_frames(4, seed=1))
-    before = sorted(list_keys(s3_env, bucket))
+    before = sorted(s3_env.list_keys(bucket))
     monkeypatch.delenv("AWS_ACCESS_KEY_ID")
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
     new = f"s3://{bucket}/b"
     one_error_line(run_cli(*INGEST[:2], new, *INGEST[2:], ok=False), new, "no credentials")
     one_error_line(run_cli("show", url, ok=False), url, "anonymous")      # this bucket allows no public reads
-    allow_public_reads(s3_env, bucket)
+    s3_env.allow_public_reads(bucket)
     assert show(url)["frames"] == 4                                     # now it does
     one_error_line(run_cli("tag", url, "v1", ok=False), url, "no credentials")
     one_error_line(run_cli("reset", url, "main", "--yes", ok=False), url, "no credentials")
-    assert sorted(list_keys(s3_env, bucket)) == before                  # nothing written
+    assert sorted(s3_env.list_keys(bucket)) == before                  # nothing written
 
 
 @pytest.mark.parametrize("url, words", [("s3://bucket-only", "give a bucket and a prefix"),

@@ -10,11 +10,19 @@ import time
 import numpy as np
 import pytest
 from conftest import CLASSES, H, W, ingest, random_frames
-from s3_fixtures import bucket, dask_cluster, s3_env, s3_vars  # noqa: F401 - fixtures
-from test_label_procs import SEGM, both_registered, committed_shards, shard_commits, start_label, stop
+from test_label_procs import (
+    SEGM,
+    both_registered,
+    committed_shards,
+    shard_commits,
+    start_label,
+    stop,
+)
 from test_label_teachers import reference
 
 from stores.repo import FrameStore
+
+pytest_plugins = ("s3_fixtures",)
 
 
 @pytest.fixture
