@@ -2,8 +2,8 @@
 
 Ingest appends frames through `FrameStore.append` (one commit), labeling writes pseudo-label groups
 through `writable_session` + `commit`, training reads a fixed snapshot. Every ref update (commit, tag,
-reset) runs under the store's commit lock (a local folder) or relies on icechunk's conflict detection (object storage,
-stores/location.py).
+reset) runs under the store's commit lock (a local folder) or relies on icechunk's conflict detection
+(object storage, stores/location.py).
 """
 from __future__ import annotations
 
@@ -11,13 +11,14 @@ import json
 import os
 import shutil
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 
 import icechunk as ic
 import numpy as np
 import zarr
 
-from stores.errors import CommitConflict, StoreError
+from stores.errors import CommitConflict, StoreError, UserError
 from stores.files import storage_errors
 from stores.location import ObjectLocation, check_writable, locate, object_errors, storage
 from stores.lock import CREATING_PREFIX, commit_lock, creation_lock
@@ -174,9 +175,9 @@ class FrameStore(Versions):
         if not cls.exists(path):
             raise StoreError(f"{path}: not a mtdistill store (no icechunk repository there)")
         try:
-            with object_errors(path) if isinstance(path, ObjectLocation) else storage_errors(path, "nothing was written"):
+            with object_errors(path) if isinstance(path, ObjectLocation) else nullcontext():
                 repo = ic.Repository.open(storage(path))
-        except StoreError:
+        except UserError:
             raise
         except Exception as e:  # icechunk raises its own error types; the user needs one line
             raise StoreError(f"{path}: cannot open store: {str(e).strip().splitlines()[0]}") from None

@@ -69,33 +69,31 @@ class AppendWriter:
         try:
             if exc_type is None:
                 self._flush()
-                if self.added or self.updated:
-                    md = {**self.metadata, "frames_added": self.added, "duplicates": self.duplicates,
-                          "range": [self.start, self.n],
-                          "annotations_added": {t: v for t, v in self.annotated.items() if v},
-                          "annotations_replaced": {t: v for t, v in self.replaced.items() if v}}
-                    note = ", ".join(f"{t} {'added to' if d is self.annotated else 'replaced on'} {len(v)} "
-                                     f"existing frame(s)" for d in (self.annotated, self.replaced)
-                                     for t, v in d.items() if v)
-                    message = self.message + (f" ({note})" if note else "")
-                    self.snapshot_id = self._commit(message, md)
+                self.snapshot_id = self._commit()
         finally:
             self._lock.__exit__(None, None, None)
         return False
 
-    def _commit(self, message: str, md: dict) -> str:
-        """Commit; in object storage, replay onto the new head and retry when another writer came first."""
+    def _commit(self) -> str | None:
+        """Commit what was added or annotated (None when nothing); in object storage, replay onto the new head
+        and commit again when another writer came first."""
         for attempt in range(COMMIT_TRIES):
+            if not (self.added or self.updated):
+                return None
+            md = {**self.metadata, "frames_added": self.added, "duplicates": self.duplicates,
+                  "range": [self.start, self.n],
+                  "annotations_added": {t: v for t, v in self.annotated.items() if v},
+                  "annotations_replaced": {t: v for t, v in self.replaced.items() if v}}
+            note = ", ".join(f"{t} {'added to' if d is self.annotated else 'replaced on'} {len(v)} "
+                             f"existing frame(s)" for d in (self.annotated, self.replaced)
+                             for t, v in d.items() if v)
             try:
-                return self.store.commit(self.session, message, md)
+                return self.store.commit(self.session, self.message + (f" ({note})" if note else ""), md)
             except CommitConflict:
                 if not self.store.remote or attempt == COMMIT_TRIES - 1:
                     raise
                 self._replay()
-                md.update(frames_added=self.added, duplicates=self.duplicates, range=[self.start, self.n],
-                          annotations_added={t: v for t, v in self.annotated.items() if v},
-                          annotations_replaced={t: v for t, v in self.replaced.items() if v})
-        raise AssertionError("unreachable")
+        return None
 
     def _replay(self) -> None:
         """Add this writer's frames again, read back from its uncommitted session, onto the branch's new head."""
