@@ -5,11 +5,11 @@ Prints
 1. ingest frames/s (validate, content key, write shards, one commit) and random-access training reads
    frames/s (FrameDataset: rgb + real segm + depth, merged; one process), local folder vs s3://;
 2. labeling frames/s of an s3:// store on a dask cluster started as separate commands (`dask scheduler`,
-   `dask worker` processes with 2 threads and 1 torch thread each), with 1 and with 2 workers, and the
-   same on the local folder (cluster start and teacher warm-up excluded).
+   `dask worker` processes with 2 threads and 1 torch thread each), with 1 and with 2 workers (cluster
+   start and teacher warm-up excluded); with --label-local also the same store in a local folder.
 The load average before and after is printed: the machine is shared. Needs `pip install "moto[server]"`.
 Usage: python benchmarks/bench_object_store.py [--frames 96 --size 320x240 --label-frames 128
-       --label-size 128x128 --width 0.25]
+       --label-size 128x128 --width 0.25 --label-local]
 """
 from __future__ import annotations
 
@@ -94,6 +94,7 @@ def main():
     ap.add_argument("--label-frames", type=int, default=128)
     ap.add_argument("--label-size", default="128x128")
     ap.add_argument("--width", type=float, default=0.25)
+    ap.add_argument("--label-local", action="store_true", help="also label a local-folder store")
     args = ap.parse_args()
     print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
     w, h = (int(v) for v in args.size.split("x"))
@@ -129,7 +130,8 @@ def label_cluster(args, d, frames, size, env) -> list:
 
     teacher = make_teacher(Path(d) / "teacher.pt", args.width)
     stores = {}
-    for where, url in (("local folder", f"{d}/l.ice"), ("s3:// (moto)", "s3://bench/l")):
+    places = [("local folder", f"{d}/l.ice")] if args.label_local else []
+    for where, url in (*places, ("s3:// (moto)", "s3://bench/l")):
         s = FrameStore.create(url, name="bench", classes=NYUD40, frame_size=size, shard_frames=32)
         with s.append("bench frames", {"kind": "ingest"}) as wr:
             for f in frames:

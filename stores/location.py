@@ -74,12 +74,13 @@ def s3_storage(bucket: str, prefix: str, url: str) -> ic.Storage:
     endpoint = env("AWS_ENDPOINT_URL_S3") or env("AWS_ENDPOINT_URL")
     allow_http = (env("AWS_ALLOW_HTTP", "").lower() in ("1", "true", "yes")
                   or bool(endpoint and endpoint.startswith("http://")))
-    endpoint_or_aws = endpoint or f"https://s3.{env('AWS_REGION') or env('AWS_DEFAULT_REGION') or 'us-east-1'}.amazonaws.com"
-    problem = unreachable(endpoint_or_aws)
+    region = env("AWS_REGION") or env("AWS_DEFAULT_REGION")
+    target = endpoint or f"https://s3.{region or 'us-east-1'}.amazonaws.com"
+    problem = unreachable(target)
     if problem:
-        raise StoreError(f"{url}: cannot reach the object store at {endpoint_or_aws} ({problem}; check "
+        raise StoreError(f"{url}: cannot reach the object store at {target} ({problem}; check "
                          f"AWS_ENDPOINT_URL and the network); nothing was written")
-    common = {"bucket": bucket, "prefix": prefix, "region": env("AWS_REGION") or env("AWS_DEFAULT_REGION"),
+    common = {"bucket": bucket, "prefix": prefix, "region": region,
               "endpoint_url": endpoint, "allow_http": allow_http, "force_path_style": bool(endpoint)}
     if not env("AWS_ACCESS_KEY_ID"):
         return ic.s3_storage(**common, anonymous=True)
