@@ -141,7 +141,7 @@ def dask_cluster(s3_server, tmp_path_factory):
         from distributed import Client
 
         with Client(address, timeout="30s") as c:
-            c.wait_for_workers(2, timeout=120)
+            c.wait_for_workers(2, timeout=300)      # a loaded 2-core machine is slow
         yield address, slow
     finally:
         stop(procs)
