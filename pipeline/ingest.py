@@ -13,6 +13,7 @@ from typing import Iterable
 from pipeline.runtime import progress_bar
 from stores.errors import StoreError, UserError
 from stores.files import storage_errors
+from stores.location import ObjectLocation, is_url, locate
 from stores.repo import FrameStore, base_metadata
 from stores.sources.base import Frame, SkipLog
 
@@ -36,12 +37,13 @@ def open_or_create(store_path, *, classes: list[dict], frame_size, name: str | N
                    size_asked=None) -> FrameStore:
     """Open an existing store (checking its class list, and its frame size against `size_asked` (H, W),
     the --size the user gave), or create one with these classes and size (atomically; a store another
-    ingest creates at the same time is opened instead). StoreError naming the store on a mismatch."""
+    ingest creates at the same time is opened instead; in object storage, one whose creation was killed is
+    completed). StoreError naming the store on a mismatch."""
     check_store_path(store_path)
-    if FrameStore.exists(store_path):
+    if not is_url(store_path) and FrameStore.exists(store_path):
         store = FrameStore.open(store_path)
     else:
-        store = FrameStore.create(store_path, name=name or Path(store_path).stem, classes=classes,
+        store = FrameStore.create(store_path, name=name or Path(str(locate(store_path))).stem, classes=classes,
                                   frame_size=frame_size, exist_ok=True)
     if [c["name"] for c in store.classes] != [c["name"] for c in classes]:
         raise StoreError(f"{store_path}: store has {store.num_classes} classes "
@@ -55,8 +57,12 @@ def open_or_create(store_path, *, classes: list[dict], frame_size, name: str | N
 
 
 def check_store_path(store_path) -> None:
-    """Fail before reading any source if the path is neither a store nor free for a new one."""
-    p = Path(store_path)
+    """Fail before reading any source if the path is neither a store nor free for a new one (a URL: also
+    when its bucket or endpoint cannot be reached, see stores/location.py)."""
+    p = locate(store_path)
+    if isinstance(p, ObjectLocation):
+        FrameStore.exists(p)                    # StoreError naming the URL when it cannot be read
+        return
     if p.exists() and not FrameStore.exists(p) and (not p.is_dir() or any(p.iterdir())):
         raise StoreError(f"{store_path}: not a mtdistill store (no icechunk repository there)")
 
@@ -111,7 +117,9 @@ def discard_new(store: FrameStore) -> bool:
 
 def leftover_note(store_path, since: float) -> str:
     """'; N chunk file(s) (B bytes) of the failed write are left in STORE/chunks' or '' if none: chunk
-    files written since `since` (epoch seconds) that no commit references."""
+    files written since `since` (epoch seconds) that no commit references (not looked for in object storage)."""
+    if is_url(store_path):
+        return ""
     chunks = Path(store_path) / "chunks"
     files = [p for p in chunks.glob("*") if p.is_file() and p.stat().st_mtime >= since] if chunks.is_dir() else []
     if not files:

@@ -7,3 +7,7 @@ class UserError(Exception):
 
 class StoreError(UserError):
     """The store path is not a store, a version does not exist, or a write was refused."""
+
+
+class CommitConflict(StoreError):
+    """A commit whose changes conflict with one another writer committed meanwhile (nothing was committed)."""

@@ -18,12 +18,18 @@ READ_ONLY_ERRNOS = (errno.EACCES, errno.EPERM, errno.EROFS)
 # the same conditions as Rust (icechunk) words them inside its own error types
 _REASON_TEXTS = {"No space left on device": "disk full", "os error 28": "disk full",
                  "Disk quota exceeded": "disk full", "Read-only file system": "read-only",
-                 "os error 30": "read-only", "Permission denied": "read-only", "os error 13": "read-only"}
+                 "os error 30": "read-only", "Permission denied": "read-only", "os error 13": "read-only",
+                 # object storage (stores/location.py), as icechunk's S3 / GCS / Azure clients word it
+                 "NoSuchBucket": "no such bucket", "ContainerNotFound": "no such container",
+                 "AccessDenied": "access denied", "InvalidAccessKeyId": "access denied",
+                 "SignatureDoesNotMatch": "access denied", "dispatch failure": "cannot reach the object store",
+                 "error sending request": "cannot reach the object store"}
 
 
 def storage_reason(error: BaseException) -> str | None:
     """'disk full (...)' / 'read-only (...)' when `error` (or its cause) is the filesystem refusing a
-    write (ENOSPC, EDQUOT, EACCES, EPERM, EROFS, also as icechunk words them); None for anything else."""
+    write (ENOSPC, EDQUOT, EACCES, EPERM, EROFS, also as icechunk words them), or the object store's reason
+    (no such bucket, access denied, cannot reach it); None for anything else."""
     seen = error
     while seen is not None:
         if isinstance(seen, OSError) and seen.errno in FULL_ERRNOS + READ_ONLY_ERRNOS:

@@ -5,6 +5,10 @@ every ref update goes through `commit_lock`. Appending frames also holds `append
 ingest, so two ingests cannot claim the same frame indices; labeling jobs only take the commit lock.
 Creating a store holds `creation_lock` on its parent folder (two creations of one store are serialized).
 A lock that cannot be created (read-only store or folder) is one StoreError line; nothing is written.
+Stores in object storage (URLs, stores/location.py) take none of these locks: their commits rely on
+icechunk's conflict detection (conditional writes of the branch refs; FrameStore.commit rebases), two
+ingests at once end in one committing and the other refused with nothing written, and two label jobs of
+one pseudo set are not excluded (they compute the same shards).
 """
 from __future__ import annotations
 
@@ -12,10 +16,11 @@ import errno
 import fcntl
 import os
 import shutil
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 from stores.errors import StoreError
+from stores.location import check_writable, is_url
 
 CREATING_PREFIX = ".mtdistill-creating-"   # + store name + "." + pid: a store being built, beside it
 
@@ -49,17 +54,26 @@ def file_lock(path: Path, wait: bool = True):
 
 
 def commit_lock(store_path):
-    """Held around every commit, tag and branch reset of the store at `store_path` (blocks)."""
+    """Held around every commit, tag and branch reset of the store at `store_path` (blocks). A URL takes no
+    lock; StoreError there when there are no credentials to write."""
+    if is_url(store_path):
+        check_writable(store_path)
+        return nullcontext()
     return file_lock(Path(store_path) / ".mtdistill-commit.lock")
 
 
 def append_lock(store_path):
-    """Held for a whole ingest, so two ingests cannot claim the same frame indices (blocks)."""
+    """Held for a whole ingest, so two ingests cannot claim the same frame indices (blocks); none for a URL."""
+    if is_url(store_path):
+        return nullcontext()
     return file_lock(Path(store_path) / ".mtdistill-append.lock")
 
 
 def label_lock(store_path, name: str):
-    """Held by the labeling job writing pseudo set `name`; raises LockBusy if another job holds it."""
+    """Held by the labeling job writing pseudo set `name`; raises LockBusy if another job holds it; none for
+    a URL."""
+    if is_url(store_path):
+        return nullcontext()
     return file_lock(Path(store_path) / f".mtdistill-label-{name}.lock", wait=False)
 
 

@@ -7,19 +7,24 @@ after their frames): a frame without that annotation gains it, the same annotati
 different one is refused unless `replace`; the commit metadata lists which frames gained (or had
 replaced) which annotation. An exception inside the `with` block discards everything: the branch
 stays at its last commit.
+
+In object storage there is no append lock: when another ingest committed first (icechunk reports the
+conflict), the writer replays its frames from its own uncommitted session onto the new head (dedup and
+annotation rules applied again) and commits again, up to COMMIT_TRIES times.
 """
 from __future__ import annotations
 
 import numpy as np
 import zarr
 
-from stores.errors import StoreError
+from stores.errors import CommitConflict, StoreError
 from stores.lock import append_lock
-from stores.schema import FRAME_ARRAYS, SPLIT_CODES, content_key
+from stores.schema import FRAME_ARRAYS, SPLIT_CODES, SPLIT_NAMES, content_key
 from stores.sources.base import Frame
 
 
 TASKS = ("segm", "depth")
+COMMIT_TRIES = 10
 
 
 class AppendWriter:
@@ -36,42 +41,78 @@ class AppendWriter:
         self.annotated: dict[str, list[str]] = {t: [] for t in TASKS}   # existing frames that gained one
         self.replaced: dict[str, list[str]] = {t: [] for t in TASKS}
         self.snapshot_id: str | None = None
+        self._touched: set[int] = set()            # frames stored before this ingest that it annotated
         self._lock = append_lock(store.path)
 
     # ---- context -----------------------------------------------------------------------------
     def __enter__(self) -> "AppendWriter":
         self._lock.__enter__()
         try:
-            self.session = self.store.writable_session(self.branch)
-            self.root = zarr.open_group(self.session.store, mode="a")
-            self.h, self.w = self.root.attrs["frame_size"]
-            self.shard = int(self.root.attrs["shard_frames"])
-            self.num_classes = len(self.root.attrs["classes"])
-            self.start = self.n = self.root["frames/rgb"].shape[0]
-            self.index = {bytes(k): i for i, k in enumerate(self.root["frames/key"][:])}
-            self._buf: list[tuple[Frame, bytes]] = []
+            self._open()
         except BaseException:
             self._lock.__exit__(None, None, None)
             raise
         return self
 
+    def _open(self) -> None:
+        """A writable session at the branch head and this writer's view of it (nothing added yet)."""
+        self.session = self.store.writable_session(self.branch)
+        self.root = zarr.open_group(self.session.store, mode="a")
+        self.h, self.w = self.root.attrs["frame_size"]
+        self.shard = int(self.root.attrs["shard_frames"])
+        self.num_classes = len(self.root.attrs["classes"])
+        self.start = self.n = self.root["frames/rgb"].shape[0]
+        self.index = {bytes(k): i for i, k in enumerate(self.root["frames/key"][:])}
+        self._buf: list[tuple[Frame, bytes]] = []
+
     def __exit__(self, exc_type, exc, tb):
         try:
             if exc_type is None:
                 self._flush()
-                if self.added or self.updated:
-                    md = {**self.metadata, "frames_added": self.added, "duplicates": self.duplicates,
-                          "range": [self.start, self.n],
-                          "annotations_added": {t: v for t, v in self.annotated.items() if v},
-                          "annotations_replaced": {t: v for t, v in self.replaced.items() if v}}
-                    note = ", ".join(f"{t} {'added to' if d is self.annotated else 'replaced on'} {len(v)} "
-                                     f"existing frame(s)" for d in (self.annotated, self.replaced)
-                                     for t, v in d.items() if v)
-                    message = self.message + (f" ({note})" if note else "")
-                    self.snapshot_id = self.store.commit(self.session, message, md)
+                self.snapshot_id = self._commit()
         finally:
             self._lock.__exit__(None, None, None)
         return False
+
+    def _commit(self) -> str | None:
+        """Commit what was added or annotated (None when nothing); in object storage, replay onto the new head
+        and commit again when another writer came first."""
+        for attempt in range(COMMIT_TRIES):
+            if not (self.added or self.updated):
+                return None
+            md = {**self.metadata, "frames_added": self.added, "duplicates": self.duplicates,
+                  "range": [self.start, self.n],
+                  "annotations_added": {t: v for t, v in self.annotated.items() if v},
+                  "annotations_replaced": {t: v for t, v in self.replaced.items() if v}}
+            note = ", ".join(f"{t} {'added to' if d is self.annotated else 'replaced on'} {len(v)} "
+                             f"existing frame(s)" for d in (self.annotated, self.replaced)
+                             for t, v in d.items() if v)
+            try:
+                return self.store.commit(self.session, self.message + (f" ({note})" if note else ""), md)
+            except CommitConflict:
+                if not self.store.remote or attempt == COMMIT_TRIES - 1:
+                    raise
+                self._replay()
+        return None
+
+    def _replay(self) -> None:
+        """Add this writer's frames again, read back from its uncommitted session, onto the branch's new head."""
+        old, first, stop, dups = self.root, self.start, self.n, self.duplicates
+        touched = sorted(i for i in self._touched if i < first)
+        self._open()
+        self.added = self.duplicates = 0
+        self._touched.clear()
+        for d in (self.annotated, self.replaced):
+            for v in d.values():
+                v.clear()
+        for i in touched:                                   # annotations written into frames stored before
+            self.add(_stored_frame(old, i))
+        self.duplicates = dups
+        for a in range(first, stop, self.shard):
+            block = {k: old[k][a:min(a + self.shard, stop)] for k in FRAME_ARRAYS}
+            for j in range(len(block["frames/rgb"])):
+                self.add(_stored_frame(old, a + j, {k: v[j] for k, v in block.items()}))
+        self._flush()
 
     @property
     def updated(self) -> int:
@@ -121,6 +162,7 @@ class AppendWriter:
                 setattr(queued, task, new)
                 continue
             (self.replaced if old is not None else self.annotated)[task].append(name)
+            self._touched.add(i)
             self.root[f"real/{task}"][i] = new.astype(self.root[f"real/{task}"].dtype)
             self.root[f"real/has_{task}"][i] = True
 
@@ -168,3 +210,11 @@ class AppendWriter:
             arr[a:b] = values if path != "frames/name" else np.array([str(v) for v in values])
         self.n, self.added = b, self.added + k
         self._buf.clear()
+
+
+def _stored_frame(root, i: int, row: dict | None = None) -> Frame:
+    """Frame i of a store's zarr root as a source would yield it (its FRAME_ARRAYS row, read if not given)."""
+    row = row or {k: root[k][i] for k in FRAME_ARRAYS}
+    return Frame(rgb=row["frames/rgb"], split=SPLIT_NAMES[int(row["frames/split"])], name=str(row["frames/name"]),
+                 segm=row["real/segm"] if row["real/has_segm"] else None,
+                 depth=row["real/depth"] if row["real/has_depth"] else None)

@@ -164,14 +164,22 @@ THREADS = click.IntRange(1, 1024)
 
 
 class StorePathType(click.ParamType):
-    """A store folder path (need not exist yet): not empty, and not an existing file."""
+    """A store folder path (need not exist yet): not empty, and not an existing file; or an object-storage
+    URL s3:// gs:// az://BUCKET/PREFIX (stores/location.py; checked for form only, not reached yet)."""
     name = "STORE"
 
     def convert(self, value, param, ctx):
-        """The path text; fails for an empty value or a path that cannot be a store."""
+        """The path or URL text; fails for an empty value, a path that cannot be a store or a bad URL."""
+        from stores.location import is_url, parse_url
+
         text = str(value)
         if not text.strip():
             self.fail("empty path: give the store's folder", param, ctx)
+        if is_url(text):
+            try:
+                return parse_url(text).url
+            except UserError as e:
+                self.fail(str(e), param, ctx)
         if os.path.exists(text) and not os.path.isdir(text):
             self.fail(f"{text}: is a file, not a store folder", param, ctx)
         return text

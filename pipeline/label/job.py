@@ -197,7 +197,8 @@ def run_shards(cfg: LabelConfig, store, specs, pending, depth_conf: bool, proven
     with open_client(cfg) as (client, device, torch_threads, devices, submit_options):
         specs = tuple(TeacherSpec(**{**asdict(s), "device": device}) for s in specs)
         n, size = store.num_frames, store.shard_frames
-        path, classes = str(Path(store.path).resolve()), tuple(c["name"] for c in store.classes)
+        path = str(store.path) if store.remote else str(Path(store.path).resolve())   # as workers open it
+        classes = tuple(c["name"] for c in store.classes)
         plugin = f"mtdistill-label-{cfg.name}-{os.getpid()}-{time.time_ns()}"
         client.register_plugin(TeacherPlugin(specs, classes, store.frame_size, torch_threads, devices),
                                name=plugin)
