@@ -24,6 +24,7 @@ from pipeline.train.data import AugmentedItems, RunSampler, make_loader
 from stores.dataset import FrameDataset, resolve_policy
 from stores.errors import UserError
 from stores.files import atomic_write
+from stores.location import is_url
 from stores.merge import SRC_PSEUDO
 from stores.repo import FrameStore
 from student.losses import MultiTaskLoss
@@ -204,7 +205,7 @@ def save_checkpoint(run: Run, metrics: dict) -> None:
             "scheduler": {"kind": "step", "milestones": list(cfg.milestones), "gamma": cfg.gamma,
                           "total_steps": run.total},
             "step": run.step, "config": cfg.to_dict(), "arch": run.arch, "snapshot": run.store.snapshot_id,
-            "store": str(Path(cfg.store).resolve()), "merge_policy": run.data.policy.to_dict(),
+            "store": cfg.store if is_url(cfg.store) else str(Path(cfg.store).resolve()), "merge_policy": run.data.policy.to_dict(),
             "classes": run.store.classes, "tasks": list(run.tasks), "rng": {"torch": torch.get_rng_state()},
             "metrics": metrics or {}}
     atomic_write(run.dir / "last.pt", lambda tmp: torch.save(ckpt, tmp))
