@@ -60,6 +60,7 @@ def make_teacher(path: Path, width: float) -> str:
 
 
 def forward_only(store, teacher_path: str, batch: int, threads: int) -> float:
+    """Frames/s of the segm teacher `teacher_path` (a file or any teacher spec, e.g. hf:DIR) alone, shard by shard."""
     torch.set_num_threads(threads)
     teacher = load_teacher(teacher_path, "segm", batch_size=batch, store_classes=store.classes)
     rgb = store.root["frames/rgb"][:]

@@ -15,15 +15,13 @@ import os
 import platform
 import shutil
 import tempfile
-import time
 from pathlib import Path
 
 import torch
-from bench_label import make_store, stage_shares
+from bench_label import forward_only, make_store, stage_shares
 
 from pipeline.label.job import LabelConfig, run_label
 from stores.classes import NYUD40_NAMES
-from teachers.base import load_teacher
 
 
 def make_segformer(folder: Path, size) -> str:
@@ -37,17 +35,6 @@ def make_segformer(folder: Path, size) -> str:
     tf.SegformerForSemanticSegmentation(cfg).save_pretrained(folder)
     tf.SegformerImageProcessor(size={"height": size[0], "width": size[1]}).save_pretrained(folder)
     return f"hf:{folder}"
-
-
-def forward_only(store, spec: str, batch: int, threads: int) -> float:
-    torch.set_num_threads(threads)
-    teacher = load_teacher(spec, "segm", batch_size=batch, store_classes=store.classes)
-    rgb = store.root["frames/rgb"][:]
-    teacher.predict(rgb[:batch])                                   # warm-up
-    t = time.perf_counter()
-    for start in range(0, len(rgb), store.shard_frames):           # shard by shard, like the job
-        teacher.predict(rgb[start:start + store.shard_frames])
-    return len(rgb) / (time.perf_counter() - t)
 
 
 def main() -> None:
