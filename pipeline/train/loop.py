@@ -48,6 +48,7 @@ class Run:
     step: int = 0
     total: int = 0
     saved_step: int | None = None     # step of the checkpoint on disk, if any
+    bf16: bool = False                # bf16 autocast + channels_last (use_bf16, decided once in build_run)
     started: bool = False      # run folder, config.json and train/<run> tag written (after the first step)
 
     @property
@@ -94,7 +95,8 @@ def build_run(cfg: TrainConfig, resume: dict | None) -> Run:
     torch.manual_seed(cfg.seed)
     store, arch, tasks, data = open_data(cfg, resume)
     model = build_model(arch, encoder_weights=cfg.encoder_weights, pretrained=cfg.pretrained).to(device)
-    if use_bf16(cfg.amp, device):
+    bf16 = use_bf16(cfg.amp, device)
+    if bf16:
         model = model.to(memory_format=torch.channels_last)
     groups = param_groups(model, cfg.lr_encoder, cfg.lr_decoder)
     for g in groups:
@@ -104,7 +106,7 @@ def build_run(cfg: TrainConfig, resume: dict | None) -> Run:
     else:
         opt = torch.optim.SGD(groups, lr=cfg.lr_decoder, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     loss_fn = MultiTaskLoss({t: w for t, w in cfg.task_weights if t in tasks}, pseudo_drop=cfg.pseudo_drop)
-    run = Run(cfg, store, arch, tasks, data, device, model, opt, loss_fn)
+    run = Run(cfg, store, arch, tasks, data, device, model, opt, loss_fn, bf16=bf16)
     if resume:
         model.load_state_dict(resume["model"])
         opt.load_state_dict(resume["optimizer"])
@@ -132,10 +134,9 @@ def train_step(run: Run, batch: dict) -> dict[str, torch.Tensor]:
         g["lr"] = g["base_lr"] * lr_factor(run.step, run.total, run.cfg.milestones, run.cfg.gamma,
                                                 run.cfg.warmup)
     x = normalize(batch["rgb"].to(run.device, non_blocking=True))
-    bf16 = use_bf16(run.cfg.amp, run.device)
-    if bf16:
+    if run.bf16:
         x = x.contiguous(memory_format=torch.channels_last)
-    with torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=bf16):
+    with torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=run.bf16):
         out = run.model(x)
     out = {k: v.float() for k, v in out.items()}
     targets = {t: batch[t].to(run.device, non_blocking=True) for t in run.tasks}
