@@ -17,7 +17,8 @@ from stores.merge import OBSERVED, MergePolicy, merge_targets
 
 class FrameDataset(Dataset):
     """Items: {"index", "rgb" uint8 (3,H,W), "segm" int64 (H,W) 255=ignore, "depth" float32 (H,W)
-    0=ignore, "segm_src", "depth_src" uint8 (H,W) 0 none / 1 real / 2 pseudo}."""
+    0=ignore, "segm_src", "depth_src" uint8 (H,W) 0 none / 1 real / 2 pseudo}; with policy.segm_soft also
+    "segm_topk" and "segm_topk_p" uint8 (K,H,W) (stores.merge.merge_targets)."""
 
     def __init__(self, path, snapshot_id: str, indices, policy: MergePolicy = MergePolicy()):
         from stores.repo import FrameStore
@@ -44,7 +45,8 @@ class FrameDataset(Dataset):
             arrays = {"rgb": root["frames/rgb"], "segm": root["real/segm"], "depth": root["real/depth"]}
             if self.policy.pseudo is not None:
                 g = root[f"pseudo/{self.policy.pseudo}"]
-                arrays.update({f"p_{k}": g[k] for k in ("segm", "conf", "depth", "depth_conf") if k in g})
+                keys = ("segm", "conf", "depth", "depth_conf", *(("topk_class", "topk_prob") if self.policy.segm_soft else ()))
+                arrays.update({f"p_{k}": g[k] for k in keys if k in g})
             self._store = (store, arrays)
         return self._store[1]
 
@@ -55,13 +57,15 @@ class FrameDataset(Dataset):
         if self.policy.pseudo is not None and idx < a["p_segm"].shape[0]:
             pseudo = {k[2:]: a[k][idx] for k in a if k.startswith("p_")}
         m = merge_targets(a["segm"][idx], a["depth"][idx], self.policy, pseudo)
+        if self.policy.segm_soft and pseudo is None:         # a frame beyond the set: no soft target
+            k = a["p_topk_class"].shape[1]
+            m.update(segm_topk=np.full((k, *m["segm"].shape), 255, np.uint8),
+                     segm_topk_p=np.zeros((k, *m["segm"].shape), np.uint8))
         return {
             "index": idx,
             "rgb": torch.from_numpy(np.ascontiguousarray(a["rgb"][idx].transpose(2, 0, 1))),
-            "segm": torch.from_numpy(m["segm"].astype(np.int64)),
-            "depth": torch.from_numpy(m["depth"]),
-            "segm_src": torch.from_numpy(m["segm_src"]),
-            "depth_src": torch.from_numpy(m["depth_src"]),
+            "segm": torch.from_numpy(m.pop("segm").astype(np.int64)),
+            **{k: torch.from_numpy(v) for k, v in m.items()},
         }
 
 
@@ -69,6 +73,9 @@ def check_pseudo_compatible(store, name: str, policy: MergePolicy | None = None)
     """A pseudo set must use the store's class list and metres, or merging would mix them; a policy's
     depth threshold needs the depth confidences that only flip-TTA labeling writes. StoreError otherwise."""
     g = store.pseudo(name)
+    if policy is not None and policy.segm_soft and "topk_class" not in g:
+        raise StoreError(f"{store.path}: --segm-soft needs the teacher's top-k classes, but pseudo set {name!r} "
+                         f"has none (label it with --topk K)")
     if policy is not None and policy.depth_threshold > 0 and "depth_conf" not in g:
         raise StoreError(f"{store.path}: --depth-threshold {policy.depth_threshold:g} needs depth confidences, "
                          f"but pseudo set {name!r} has none (label it with --flip to get them)")

@@ -26,7 +26,10 @@ class MergePolicy:
     the lower of that and the class's own threshold: the confidence above which the `segm_class_share` most
     confident of the pixels the teacher gives that class lie (`segm_class_thresholds`, one per class,
     filled by stores.dataset.resolve_policy from the training frames), so rare, less confident classes keep
-    pseudo-labels. Depth (metres): real depth where valid (unless `depth_override`), else the teacher's
+    pseudo-labels. With `segm_soft` (the set labeled with `--topk K`), pixels without a real label carry the
+    teacher's top-K classes and probabilities instead (soft targets, Hinton et al. 2015: the student learns
+    them with a soft cross-entropy weighted by the teacher's confidence, student/losses.py); the hard
+    merged label then only decides `depth_classes`. Depth (metres): real depth where valid (unless `depth_override`), else the teacher's
     depth where its confidence reaches `depth_threshold` (`depth_fill` "holes": in every pixel without real
     depth, the paper's LiDAR hole filling; "frames": only in frames without any real depth), after these
     optional steps, in order:
@@ -45,6 +48,7 @@ class MergePolicy:
     segm_threshold: float = 0.5       # pseudo segm used where teacher confidence >= this (0..1)
     segm_class_share: float = 0.0     # class-balanced: keep at least this share of each class's pixels
     segm_class_thresholds: tuple[float, ...] | None = None    # per class; resolved from the data
+    segm_soft: bool = False           # top-k soft targets where no real label (instead of hard pseudo labels)
     depth_threshold: float = 0.0      # pseudo depth used where its confidence >= this (0..1)
     depth_override: bool = False      # pseudo depth replaces valid (sparse) real depth too
     depth_fill: str = "holes"         # "holes": pixels without real depth; "frames": frames without real depth
@@ -92,8 +96,12 @@ def merge_targets(real_segm: np.ndarray, real_depth: np.ndarray, policy: MergePo
     """Per-pixel targets and where each came from.
 
     real_segm uint8 (.., H, W) 255 = none; real_depth float (.., H, W) 0 = none;
-    pseudo: {"segm" uint8, "conf" uint8 (x255), "depth" float (0 = none), optional "depth_conf" uint8}.
-    Returns {"segm" uint8, "depth" float32, "segm_src" uint8, "depth_src" uint8} (SRC_* codes).
+    pseudo: {"segm" uint8, "conf" uint8 (x255), "depth" float (0 = none), optional "depth_conf" uint8,
+    with segm_soft "topk_class" / "topk_prob" uint8 (.., K, H, W)}.
+    Returns {"segm" uint8, "depth" float32, "segm_src" uint8, "depth_src" uint8} (SRC_* codes); with
+    segm_soft also "segm_topk" / "segm_topk_p" uint8 (.., K, H, W): top-k classes and round(prob * 255), the
+    probabilities 0 where the pixel has a real label; "segm" then holds real labels only and "segm_src" marks
+    the soft pixels SRC_PSEUDO.
     """
     segm = real_segm.copy() if policy.use_real else np.full_like(real_segm, 255)
     depth = real_depth.astype(np.float32, copy=True) if policy.use_real else np.zeros(real_depth.shape, np.float32)
@@ -115,7 +123,19 @@ def merge_targets(real_segm: np.ndarray, real_depth: np.ndarray, policy: MergePo
         take = ok if policy.depth_override else ok & (depth <= 0)
         depth[take] = pd[take]
         depth_src[take] = SRC_PSEUDO
+        if policy.segm_soft:
+            return {**soft_targets(segm, segm_src, pseudo), "depth": depth, "depth_src": depth_src}
     return {"segm": segm, "depth": depth, "segm_src": segm_src, "depth_src": depth_src}
+
+
+def soft_targets(segm: np.ndarray, segm_src: np.ndarray, pseudo: dict) -> dict:
+    """The segm_soft outputs of merge_targets: hard pseudo labels taken back out of `segm`, the teacher's top-k
+    kept on every pixel without a real label (probabilities zeroed elsewhere)."""
+    real = segm_src == SRC_REAL
+    probs = np.where(real[..., None, :, :], np.uint8(0), pseudo["topk_prob"])
+    soft = probs.any(axis=-3)
+    return {"segm": np.where(real, segm, np.uint8(255)), "segm_src": np.where(real, SRC_REAL, np.where(
+        soft, SRC_PSEUDO, SRC_NONE)).astype(np.uint8), "segm_topk": pseudo["topk_class"], "segm_topk_p": probs}
 
 
 def segm_thresholds(pseudo_segm: np.ndarray, policy: MergePolicy):

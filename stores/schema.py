@@ -50,6 +50,11 @@ PSEUDO_ARRAYS = {
     "conf": ("uint8", 0),
     "depth": ("float16", 0.0),
 }
+# With `mtdistill label --topk K`: each pixel's K most probable classes, (N, K, H, W), most probable first.
+TOPK_ARRAYS = {
+    "topk_class": ("uint8", 255),
+    "topk_prob": ("uint8", 0),           # round(prob * 255)
+}
 
 
 def content_key(rgb: np.ndarray) -> bytes:

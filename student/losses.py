@@ -43,14 +43,18 @@ def keep_mask(cost: torch.Tensor, pseudo: torch.Tensor | None, drop: float) -> t
 
 
 def segm_loss(logits: torch.Tensor, target: torch.Tensor, ignore_index: int = IGNORE_INDEX,
-              pseudo: torch.Tensor | None = None, drop: float = 0.0) -> torch.Tensor:
+              pseudo: torch.Tensor | None = None, drop: float = 0.0,
+              soft: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
     """Cross-entropy averaged over labelled pixels.
 
     logits: (B,C,h,w); target: (B,H,W) integer labels, `ignore_index` = not annotated; pseudo: optional
     (B,H,W) bool, pixels whose label is a pseudo-label, of which the `drop` share with the highest
-    cross-entropy is ignored.
+    cross-entropy is ignored; soft: optional teacher top-k (classes uint8, probs uint8 x255), each
+    (B,K,H,W), see soft_segm_loss.
     """
     logits = _resize(logits, target.shape[-2:])  # (B,C,H,W)
+    if soft is not None:
+        return soft_segm_loss(logits, target, *soft, ignore_index=ignore_index, pseudo=pseudo, drop=drop)
     target = target.long()
     valid = target != ignore_index
     if not bool(valid.any()):
@@ -60,6 +64,37 @@ def segm_loss(logits: torch.Tensor, target: torch.Tensor, ignore_index: int = IG
     cost = F.cross_entropy(logits, target, ignore_index=ignore_index, reduction="none")[valid]
     keep = keep_mask(cost, pseudo[valid], drop)
     return cost.mean() if keep is None else cost[keep].mean()
+
+
+def soft_segm_loss(logits: torch.Tensor, target: torch.Tensor, classes: torch.Tensor, probs: torch.Tensor,
+                   ignore_index: int = IGNORE_INDEX, pseudo: torch.Tensor | None = None,
+                   drop: float = 0.0) -> torch.Tensor:
+    """Cross-entropy on hard labels plus soft cross-entropy on the teacher's top-k, one weighted mean.
+
+    logits: (B,C,H,W); target: (B,H,W) hard labels (`ignore_index` = none); classes: (B,K,H,W) the teacher's
+    top-k class ids (255 = none); probs: (B,K,H,W) their probabilities x255 (uint8), all 0 on pixels without
+    a soft target. On a soft pixel, with q the probabilities renormalised over the k classes, the cost is
+    -sum_k q_k log softmax(logits)[class_k] (knowledge distillation at temperature 1, Hinton et al. 2015,
+    restricted to the top k) and its weight the teacher's top-1 probability; hard pixels weigh 1. Returns
+    sum(weight * cost) / sum(weight); `pseudo`/`drop` as in segm_loss, over hard and soft pixels alike.
+    """
+    logp = F.log_softmax(logits.float(), dim=1)
+    p = probs.float() / 255.0                                       # (B,K,H,W)
+    total = p.sum(1)                                                # (B,H,W)
+    hard = target != ignore_index
+    soft = (total > 0) & ~hard
+    if not bool(hard.any() or soft.any()):
+        return _zero(logits)
+    cls = classes.long().clamp(max=logits.shape[1] - 1)             # 255 (no class) has probability 0
+    soft_ce = -(p * logp.gather(1, cls)).sum(1) / total.clamp_min(1e-6)
+    hard_ce = -logp.gather(1, target.long().clamp(max=logits.shape[1] - 1)[:, None])[:, 0]
+    valid = hard | soft
+    cost = torch.where(hard, hard_ce, soft_ce)[valid]
+    weight = torch.where(hard, torch.ones_like(total), p[:, 0])[valid]
+    keep = keep_mask(cost, None if pseudo is None else pseudo[valid], drop)
+    if keep is not None:
+        cost, weight = cost[keep], weight[keep]
+    return (weight * cost).sum() / weight.sum().clamp_min(1e-6)
 
 
 def berhu_loss(pred: torch.Tensor, target: torch.Tensor, threshold: float = 0.2,
@@ -110,15 +145,18 @@ class MultiTaskLoss(nn.Module):
     def forward(self, outputs: Mapping[str, torch.Tensor], targets: Mapping[str, torch.Tensor],
                 pseudo: Mapping[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
         """outputs: {"segm" (B,C,h,w) logits, "depth" (B,1,h,w) metres} at 1/4 resolution; targets: {"segm" (B,H,W)
-        int, 255 = ignore, "depth" (B,H,W) or (B,1,H,W) metres, 0 = ignore}; pseudo: optional task -> (B,H,W) bool,
+        int, 255 = ignore, "depth" (B,H,W) or (B,1,H,W) metres, 0 = ignore, optional "segm_topk" /
+        "segm_topk_p" (B,K,H,W) uint8 soft targets (soft_segm_loss)}; pseudo: optional task -> (B,H,W) bool,
         pixels whose target is a pseudo-label. Returns {"loss", "segm", "depth"} scalars; "loss" is the
         weighted sum, the task entries unweighted.
         """
         parts, pseudo = {}, pseudo or {}
         for task in self.weights:
             if task in targets:
+                extra = ({"soft": (targets["segm_topk"], targets["segm_topk_p"])}
+                         if task == "segm" and "segm_topk" in targets else {})
                 parts[task] = LOSSES[task](outputs[task], targets[task], pseudo=pseudo.get(task),
-                                           drop=self.pseudo_drop)
+                                           drop=self.pseudo_drop, **extra)
             else:
                 parts[task] = _zero(outputs[task])
         total = sum(self.weights[t] * parts[t] for t in parts)

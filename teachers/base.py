@@ -6,7 +6,10 @@ pseudo/<name>/{segm, conf, depth} and records `teacher.provenance()` in the comm
 
     predict(rgb (B, H, W, 3) uint8) ->
         segm:  {"segm": uint8 (B, H, W) store ids after remap (255 = unmapped),
-                "conf": uint8 (B, H, W) round(prob of that class * 255), 0 where segm is 255}
+                "conf": uint8 (B, H, W) round(prob of that class * 255), 0 where segm is 255,
+                with topk = K > 0 also "topk_class": uint8 (B, K, H, W) the K most probable store ids,
+                most probable first, and "topk_prob": uint8 (B, K, H, W) round(their probs * 255),
+                0 where segm is 255 (soft targets for distillation)}
         depth: {"depth": float32 (B, H, W) metres}
 
 Always at the input resolution: the input is padded (mean colour) to a multiple of the model's stride,
@@ -69,8 +72,10 @@ class Teacher:
 
     def __init__(self, model, task: str, *, name: str = "teacher", version: str | None = None,
                  norm: dict | None = None, classes=None, remap: Remap | None = None, device="cpu",
-                 flip: bool = False, pad_to: int | None = None, batch_size: int = 8, origin: dict | None = None):
+                 flip: bool = False, pad_to: int | None = None, batch_size: int = 8, origin: dict | None = None,
+                 topk: int = 0):
         self.task = parse_task(task)
+        self.topk = check_topk(topk, self.task)
         self.origin = origin                                   # where the weights came from (hf: model, revision)
         self.spec: str | None = None                           # what load_teacher opened (workers open the same)
         self.device = torch.device(device)
@@ -194,28 +199,51 @@ class Teacher:
             raise UserError(f"{self.name}: model outputs {y.shape[1]} classes, expected {self.num_classes}")
         if y.shape[1] > IGNORE:
             raise UserError(f"{self.name}: {y.shape[1]} classes do not fit uint8 labels (max 255)")
-        if self.remap is None:
-            conf, ids = y.max(1)                               # (B, H, W)
-        else:
-            p = self.remap.apply_probs(y)                      # (B, C_store, H, W): summed over merged classes
-            conf, ids = p.max(1)
+        p = y if self.remap is None else self.remap.apply_probs(y)   # (B, C_store, H, W): merged classes summed
+        conf, ids = p.max(1)                                   # (B, H, W)
+        if self.remap is not None:
             unmapped = (1.0 - p.sum(1)) > conf                 # the ignored teacher classes win
             ids = ids.masked_fill(unmapped, IGNORE)
             conf = conf.masked_fill(unmapped, 0.0)
-        conf = (conf * 255).round().clamp(0, 255)
-        return {"segm": ids.to(torch.uint8).cpu().numpy(), "conf": conf.to(torch.uint8).cpu().numpy()}
+        out = {"segm": ids.to(torch.uint8).cpu().numpy(), "conf": _to_uint8(conf)}
+        if self.topk:
+            if self.topk > p.shape[1]:
+                raise UserError(f"{self.name}: --topk {self.topk} exceeds its {p.shape[1]} classes")
+            probs, classes = p.topk(self.topk, dim=1)          # (B, K, H, W), most probable first
+            if self.remap is not None:
+                probs = probs.masked_fill(unmapped[:, None], 0.0)
+            out.update(topk_class=classes.to(torch.uint8).cpu().numpy(), topk_prob=_to_uint8(probs))
+        return out
 
     def predict(self, rgb) -> dict:
-        """uint8 (B, H, W, 3) -> dict of (B, H, W) arrays (module docstring); runs in chunks of batch_size.
+        """uint8 (B, H, W, 3) -> dict of (B, H, W) (topk: (B, K, H, W)) arrays (module docstring); runs in chunks of batch_size.
         ValueError for another dtype/shape; UserError when the model's output does not fit the task or classes."""
         rgb = parse_rgb(rgb)
         b, h, w, _ = rgb.shape
         if b == 0:
             keys = {"segm": ("segm", "conf"), "depth": ("depth",)}[self.task]
-            return {k: np.zeros((0, h, w), np.float32 if k == "depth" else np.uint8) for k in keys}
+            out = {k: np.zeros((0, h, w), np.float32 if k == "depth" else np.uint8) for k in keys}
+            if self.topk:
+                out.update({k: np.zeros((0, self.topk, h, w), np.uint8) for k in ("topk_class", "topk_prob")})
+            return out
         with torch.inference_mode():
             parts = [self._predict_batch(rgb[i:i + self.batch_size]) for i in range(0, b, self.batch_size)]
         return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def _to_uint8(p: torch.Tensor) -> np.ndarray:
+    """Probabilities (any shape, 0..1) -> uint8 round(p * 255) as a numpy array."""
+    return (p * 255).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
+
+
+def check_topk(topk, task: str) -> int:
+    """`topk` as an int if 0 (off) or 2..255 for a segmentation teacher; UserError naming the value otherwise."""
+    topk = int(topk)
+    if topk and task != "segm":
+        raise UserError(f"--topk applies to segmentation teachers, not {task}")
+    if topk and not 2 <= topk <= IGNORE:
+        raise UserError(f"--topk {topk}: give 0 (off) or 2..{IGNORE} classes")
+    return topk
 
 
 def _open_spec(spec: str, task: str, device, weights) -> tuple[object, dict]:
@@ -248,12 +276,13 @@ def _open_spec(spec: str, task: str, device, weights) -> tuple[object, dict]:
 
 
 def load_teacher(spec: str, task: str, remap=None, device="cpu", *, weights=None, name=None, norm=None,
-                 classes=None, store_classes=None, flip=False, pad_to=None, batch_size=8) -> Teacher:
+                 classes=None, store_classes=None, flip=False, pad_to=None, batch_size=8, topk=0) -> Teacher:
     """Open a teacher: .pt/.pth (our checkpoint, weights_only), .ts/.torchscript or a TorchScript zip, .onnx,
     `module:function` (+ optional `weights` state dict), or `hf:NAME_OR_DIR` (teachers/hf.py; its classes
     are matched to `store_classes` by name, a remap file mapping the rest). `remap` is a Remap or a .json/.toml path;
-    `norm`/`classes` override what the file records (external files record none: ImageNet by default).
-    UserError for a missing/unreadable file, a task mismatch, or teacher classes that differ from
+    `norm`/`classes` override what the file records (external files record none: ImageNet by default);
+    `topk` > 0: predict also returns each pixel's `topk` most probable classes (check_topk). UserError for
+    a missing/unreadable file, a task mismatch, or teacher classes that differ from
     `store_classes` with no remap."""
     task = parse_task(task)
     if weights is not None and not external.is_entry_point(str(spec)):
@@ -271,7 +300,8 @@ def load_teacher(spec: str, task: str, remap=None, device="cpu", *, weights=None
                         f"{class_names(store_classes)}; give a remap file")
     teacher = Teacher(model, task, name=name or meta["name"], version=meta["version"],
                       norm=norm if norm is not None else meta.get("norm"), classes=classes, remap=remap,
-                      device=device, flip=flip, pad_to=pad_to, batch_size=batch_size, origin=meta.get("hf"))
+                      device=device, flip=flip, pad_to=pad_to, batch_size=batch_size, origin=meta.get("hf"),
+                      topk=topk)
     teacher.spec = str(spec)
     return teacher
 

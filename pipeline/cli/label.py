@@ -101,6 +101,9 @@ def teacher_train(store, task, arch, width, units, no_dropout, encoder, pretrain
 @click.option("--flip", is_flag=True, help="Horizontal-flip TTA; depth teachers also write depth_conf.")
 @click.option("--frames", type=click.Choice(["missing", "all"]), default="missing", show_default=True,
               help="missing: per task only frames without that real target; all: every frame.")
+@click.option("--topk", type=count(0, 255), default=0, show_default=True,
+              help="Also store each pixel's K most probable classes and their probabilities (soft targets "
+                   "for `train --segm-soft`; 2 x K bytes per pixel before compression; 0 = off).")
 @click.option("--workers", type=workers(1), default=None,
               help="LocalCluster worker processes [1 on the CPU, one per visible GPU].")
 @click.option("--threads-per-worker", type=count(1, 64), default=None,
@@ -118,7 +121,7 @@ def teacher_train(store, task, arch, width, units, no_dropout, encoder, pretrain
 @click.option("--overwrite", is_flag=True, help="Relabel a set that other teachers or settings made.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable summary.")
 @user_errors
-def label(store, teachers, name, remap, flip, frames, workers, threads_per_worker, torch_threads, scheduler, batch_size,
+def label(store, teachers, name, remap, flip, frames, topk, workers, threads_per_worker, torch_threads, scheduler, batch_size,
           commit_every, ref, device, retries, overwrite, as_json):
     """Label frames with teachers into pseudo/NAME on dask (resumable: re-run to finish).
 
@@ -137,7 +140,7 @@ def label(store, teachers, name, remap, flip, frames, workers, threads_per_worke
     if scheduler and (workers or threads_per_worker):
         raise UserError("--workers/--threads-per-worker start a local cluster; not with --scheduler")
     cfg = LabelConfig(store=store, name=name, teachers=parse_teachers(teachers), remap=remap, flip=flip,
-                      frames=frames, workers=workers or 0, threads_per_worker=threads_per_worker or 2,
+                      frames=frames, topk=topk, workers=workers or 0, threads_per_worker=threads_per_worker or 2,
                       torch_threads=torch_threads,
                       scheduler=scheduler, batch_size=batch_size, commit_every=commit_every, ref=ref,
                       device=device, retries=retries, overwrite=overwrite)

@@ -18,6 +18,10 @@ def merge_options(fn):
         click.option("--segm-class-share", type=FiniteFloat(0, 1), default=0.0, show_default=True,
                      help="Class-balanced thresholds: per class, keep at least this share of the pixels the "
                           "teacher gives it, its most confident ones (0 = one global threshold)."),
+        click.option("--segm-soft", is_flag=True,
+                     help="Learn segmentation on pixels without a real label from the teacher's top-k class "
+                          "probabilities (soft cross-entropy weighted by its confidence; the set must be "
+                          "labeled with --topk) instead of thresholded hard labels."),
         click.option("--depth-threshold", type=FiniteFloat(0, 1), default=0.0, show_default=True,
                      help="Use pseudo depth where its confidence (flip-TTA agreement) >= this."),
         click.option("--depth-override", is_flag=True, help="Pseudo depth replaces valid real depth too."),
@@ -42,7 +46,7 @@ def merge_options(fn):
     return fn
 
 
-MERGE_FIELDS = ("pseudo", "segm_threshold", "segm_class_share", "depth_threshold", "depth_override", "depth_fill",
+MERGE_FIELDS = ("pseudo", "segm_threshold", "segm_class_share", "segm_soft", "depth_threshold", "depth_override", "depth_fill",
                 "depth_classes", "depth_anchor", "anchor_max_residual", "depth_consistency", "depth_max")
 
 

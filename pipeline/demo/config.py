@@ -41,6 +41,8 @@ class DemoConfig:
     # the merge of (b)
     segm_threshold: float = 0.5
     segm_class_share: float = 0.0
+    segm_topk: int = 0                       # label with the teacher's top-k classes per pixel (0 = off)
+    segm_soft: bool = False                  # (b) learns those top-k soft targets where no real label
     pseudo_drop: float = 0.0
     depth_classes: str | None = "observed"   # no pseudo depth on classes a LiDAR never returns (sky)
     depth_anchor: str = "scale"              # each frame's teacher depth scaled to its own LiDAR points
@@ -62,6 +64,7 @@ class DemoConfig:
     def pseudo_policy(self) -> MergePolicy:
         """The merge policy of regime (b): real targets, then the teachers' labels as the levers above say."""
         return MergePolicy(pseudo=PSEUDO, segm_threshold=self.segm_threshold, segm_class_share=self.segm_class_share,
+                           segm_soft=self.segm_soft,
                            depth_classes=self.depth_classes, depth_anchor=self.depth_anchor,
                            depth_threshold=self.depth_threshold, depth_consistency=self.depth_consistency)
 

@@ -195,7 +195,8 @@ def label_target(cfg: DemoConfig, stores: dict, teachers: dict):
     say("labeling every target frame, flip TTA for depth confidence (dask.distributed)")
     lcfg = LabelConfig(store=stores["target.ice"], name=PSEUDO,
                        teachers=tuple(sorted((t, v["teacher"]) for t, v in teachers.items())),
-                       frames="all", flip=True, workers=cfg.workers, batch_size=cfg.batch_size, device=cfg.device)
+                       frames="all", flip=True, topk=cfg.segm_topk, workers=cfg.workers, batch_size=cfg.batch_size,
+                       device=cfg.device)
     result = run_label(lcfg)
     if result.missing:
         raise UserError(f"labeling left {len(result.missing)} shard(s) unlabeled: {result.missing}")

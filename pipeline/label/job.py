@@ -42,6 +42,7 @@ class LabelConfig:
     teachers: tuple[tuple[str, str], ...]      # (task, teacher file or module:function)
     remap: str | None = None                   # ontology remap for the segm teacher
     flip: bool = False                         # horizontal-flip TTA (and depth_conf for depth)
+    topk: int = 0                              # also store each pixel's K most probable classes (soft targets)
     frames: str = "missing"                    # "missing": frames without that real target; "all"
     workers: int = 0                           # LocalCluster worker processes; 0 = 1 on CPU, one per GPU
     threads_per_worker: int = 2                # shards in progress per worker (one in the teacher, one reading/writing)
@@ -117,6 +118,8 @@ def check_config(cfg: LabelConfig) -> None:
         raise UserError(f"--frames {cfg.frames!r}: choose one of {list(FRAMES)}")
     if cfg.remap and "segm" not in dict(cfg.teachers):
         raise UserError("--remap applies to a segm teacher; none given")
+    if cfg.topk and "segm" not in dict(cfg.teachers):
+        raise UserError("--topk applies to a segm teacher; none given")
     if cfg.device not in ("auto", "cpu") and not cfg.device.startswith("cuda"):
         raise UserError(f"--device {cfg.device!r}: choose auto, cpu or cuda[:N]")
     if cfg.torch_threads < 0:
@@ -141,9 +144,11 @@ def open_teachers(cfg: LabelConfig, store) -> dict:
         def open_spec(spec, task=task):
             return load_teacher(spec, task, remap=cfg.remap if task == "segm" else None, device="cpu",
                                 store_classes=store.classes if task == "segm" else None, flip=cfg.flip,
-                                batch_size=cfg.batch_size)
+                                batch_size=cfg.batch_size, topk=cfg.topk if task == "segm" else 0)
         out[task] = anchor_relative(open_spec(spec), store, open_spec)
         out[task].check_classes(store.classes, tuple(store.frame_size))
+    if cfg.topk > len(store.classes):
+        raise UserError(f"--topk {cfg.topk}: the store has only {len(store.classes)} classes")
     return out
 
 
@@ -158,7 +163,7 @@ def run_label(cfg: LabelConfig) -> LabelResult:
     with run_lock(store.path, cfg.name):
         store = store.reopen()                       # the head now that we hold the name
         teachers = open_teachers(cfg, store)
-        ident = identity(teachers, cfg.frames)
+        ident = identity(teachers, cfg.frames, cfg.topk)
         depth_conf = cfg.flip and "depth" in teachers
         attrs = group_attrs(store, teachers, ident, depth_conf, store.snapshot_id)
         provenance = {"name": cfg.name, "teachers": attrs["teachers"], "frames": cfg.frames,
@@ -167,7 +172,8 @@ def run_label(cfg: LabelConfig) -> LabelResult:
         keep = check_existing(store, cfg.name, ident, cfg.overwrite)
         store, created = prepare_arrays(store, cfg.name, attrs, keep, base_metadata("label", **provenance))
         specs = tuple(TeacherSpec(task, teachers[task].spec, teachers[task].version,
-                                  cfg.remap if task == "segm" else None, cfg.flip, "cpu", cfg.batch_size)
+                                  cfg.remap if task == "segm" else None, cfg.flip, "cpu", cfg.batch_size,
+                                  cfg.topk if task == "segm" else 0)
                       for task, _ in cfg.teachers)
         del teachers
         gc.collect()

@@ -16,7 +16,7 @@ import zarr
 
 from stores.errors import StoreError, UserError
 from stores.lock import LockBusy, label_lock
-from stores.schema import create_array, create_pseudo
+from stores.schema import TOPK_ARRAYS, create_array, create_pseudo
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 PSEUDO_KEYS = ("segm", "conf", "depth")
@@ -43,10 +43,10 @@ def run_lock(store_path, name: str):
                         f"wait for it or use another --name") from None
 
 
-def identity(teachers: dict, frames: str) -> dict:
-    """What must match for a re-run to continue a pseudo set: teacher weights, remap, flip, frame choice.
-    `teachers`: task -> Teacher (opened by the coordinator)."""
-    out = {"frames": frames, "teachers": {}}
+def identity(teachers: dict, frames: str, topk: int = 0) -> dict:
+    """What must match for a re-run to continue a pseudo set: teacher weights, remap, flip, frame choice and
+    the top-k soft targets' K (absent when 0). `teachers`: task -> Teacher (opened by the coordinator)."""
+    out = {"frames": frames, "teachers": {}, **({"topk": topk} if topk else {})}
     for task, t in sorted(teachers.items()):
         prov = t.provenance()
         out["teachers"][task] = {"version": t.version, "flip": t.flip,
@@ -56,7 +56,7 @@ def identity(teachers: dict, frames: str) -> dict:
 
 def describe_identity(ident: dict) -> str:
     """One line of a labeling identity for messages: frame choice, each teacher's version (12 hex), +flip, +remap."""
-    parts = [f"frames={ident.get('frames')}"]
+    parts = [f"frames={ident.get('frames')}"] + ([f"topk={ident['topk']}"] if ident.get("topk") else [])
     for task, t in sorted(ident.get("teachers", {}).items()):
         parts.append(f"{task} teacher {t['version'][:12]}" + (" +flip" if t.get("flip") else "")
                      + (" +remap" if t.get("remap") else ""))
@@ -69,7 +69,7 @@ def group_attrs(store, teachers: dict, ident: dict, depth_conf: bool, input_snap
         "tasks": sorted(teachers),
         "teachers": {task: t.provenance() for task, t in sorted(teachers.items())},
         "identity": ident, "classes": store.classes, "depth_unit": "m", "frames": ident["frames"],
-        "depth_conf": depth_conf, "input_snapshot": input_snapshot,
+        "depth_conf": depth_conf, "input_snapshot": input_snapshot, "topk": ident.get("topk", 0),
     }
 
 
@@ -100,6 +100,8 @@ def prepare_arrays(store, name: str, attrs: dict, keep: bool, message_md: dict) 
         g = create_pseudo(root, name, n, attrs)
         if attrs["depth_conf"]:
             create_array(g, "depth_conf", "uint8", 0, tuple(store.frame_size), s, n)
+        for key, (dtype, fill) in TOPK_ARRAYS.items() if attrs["topk"] else ():
+            create_array(g, key, dtype, fill, (attrs["topk"], *store.frame_size), s, n)
         changed = f"label {name}: create pseudo arrays for {n} frames"
     else:
         g = root[f"pseudo/{name}"]
@@ -107,7 +109,7 @@ def prepare_arrays(store, name: str, attrs: dict, keep: bool, message_md: dict) 
         if old_n > n:
             raise StoreError(f"{store.path}: pseudo set {name!r} covers {old_n} frames, the store has {n}")
         if old_n < n:
-            for key in (*PSEUDO_KEYS, *(("depth_conf",) if "depth_conf" in g else ())):
+            for key in (*PSEUDO_KEYS, *(k for k in ("depth_conf", *TOPK_ARRAYS) if k in g)):
                 g[key].resize((n, *g[key].shape[1:]))
             g["done"].resize((-(-n // s),))
             if old_n % s:

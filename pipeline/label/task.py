@@ -37,6 +37,7 @@ class TeacherSpec:
     flip: bool = False
     device: str = "cpu"
     batch_size: int = 8
+    topk: int = 0             # segm: also each pixel's K most probable classes
 
 
 @dataclass(frozen=True)
@@ -80,12 +81,12 @@ def get_teacher(t: TeacherSpec, store_classes):
     # depth with flip: the task runs both passes itself (for depth_conf), so the teacher runs without flip
     flip = t.flip and t.task == "segm"
     device = worker_device(t.device)
-    key = (t.task, t.spec, t.version, t.remap, flip, device, t.batch_size)
+    key = (t.task, t.spec, t.version, t.remap, flip, device, t.batch_size, t.topk)
 
     def load():
         teacher = load_teacher(t.spec, t.task, remap=t.remap, device=device, flip=flip,
                                store_classes=list(store_classes) if t.task == "segm" else None,
-                               batch_size=t.batch_size)
+                               batch_size=t.batch_size, topk=t.topk)
         if teacher.version != t.version:
             raise RuntimeError(f"{t.spec}: weights changed since the job started "
                                f"(version {teacher.version[:12]}, expected {t.version[:12]})")
@@ -180,6 +181,10 @@ def shard_labels(job: ShardJob, rgb: np.ndarray, need: dict, timing: dict) -> di
     if job.depth_conf:
         out["depth_conf"] = np.zeros((n, h, w), np.uint8)
     for t in job.teachers:
+        if t.topk:
+            out.update(topk_class=np.full((n, t.topk, h, w), 255, np.uint8),
+                       topk_prob=np.zeros((n, t.topk, h, w), np.uint8))
+    for t in job.teachers:
         idx = np.flatnonzero(need[t.task])
         if len(idx) == 0:
             continue
@@ -197,7 +202,8 @@ def shard_labels(job: ShardJob, rgb: np.ndarray, need: dict, timing: dict) -> di
         timing["wait_s"] += t_start - t_wait
         timing["infer_s"] += time.perf_counter() - t_start
         if t.task == "segm":
-            out["segm"][idx], out["conf"][idx] = p["segm"], p["conf"]
+            for key in ("segm", "conf", *(("topk_class", "topk_prob") if t.topk else ())):
+                out[key][idx] = p[key]
         else:
             out["depth"][idx] = np.clip(p["depth"], 0, FLOAT16_MAX)
             if job.depth_conf:

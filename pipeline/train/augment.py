@@ -47,14 +47,15 @@ class AugmentConfig:
     strong: bool = False
 
 
-LABEL_MAPS = ("segm", "segm_src", "depth_src")     # resized nearest, padded with "none"
-PAD = {"segm": 255, "segm_src": 0, "depth_src": 0}
+LABEL_MAPS = ("segm", "segm_src", "depth_src", "segm_topk", "segm_topk_p")   # resized nearest, padded with "none"
+PAD = {"segm": 255, "segm_src": 0, "depth_src": 0, "segm_topk": 255, "segm_topk_p": 0}
 
 
 def augment(item: dict, cfg: AugmentConfig, rng: np.random.Generator) -> dict:
     """item: {"rgb" uint8 (3,H,W), "segm" int64 (H,W), "depth" float32 (H,W), optional "segm_src" /
-    "depth_src" uint8 (H,W), ...} -> same keys, geometrically transformed alike; with cfg.strong, an item
-    that carries pseudo targets also gets photometric noise (strong_photometric)."""
+    "depth_src" uint8 (H,W) and "segm_topk" / "segm_topk_p" uint8 (K,H,W), ...} -> same keys, geometrically
+    transformed alike; with cfg.strong, an item that carries pseudo targets also gets photometric noise
+    (strong_photometric)."""
     rgb, depth = item["rgb"], item["depth"]
     maps = {k: item[k] for k in LABEL_MAPS if k in item}
     h, w = rgb.shape[-2:]
@@ -65,8 +66,8 @@ def augment(item: dict, cfg: AugmentConfig, rng: np.random.Generator) -> dict:
         with one_thread():
             rgb = F.interpolate(rgb[None].float(), size=(sh, sw), mode="bilinear", align_corners=False)[0]
         rgb = rgb.round().clamp(0, 255).to(torch.uint8)
-        maps = {k: F.interpolate(v[None, None].float(), size=(sh, sw), mode="nearest")[0, 0].to(v.dtype)
-                for k, v in maps.items()}
+        maps = {k: F.interpolate(v.reshape(1, -1, h, w).float(), size=(sh, sw), mode="nearest")
+                .reshape(*v.shape[:-2], sh, sw).to(v.dtype) for k, v in maps.items()}
         depth = F.interpolate(depth[None, None], size=(sh, sw), mode="nearest")[0, 0] / s  # closer = bigger
     # pad to at least the crop size: mean colour, ignore label, invalid depth
     ph, pw = max(0, ch - sh), max(0, cw - sw)
@@ -80,7 +81,7 @@ def augment(item: dict, cfg: AugmentConfig, rng: np.random.Generator) -> dict:
     y = int(rng.integers(0, rgb.shape[-2] - ch + 1))
     x = int(rng.integers(0, rgb.shape[-1] - cw + 1))
     rgb, depth = rgb[:, y:y + ch, x:x + cw], depth[y:y + ch, x:x + cw]
-    maps = {k: v[y:y + ch, x:x + cw] for k, v in maps.items()}
+    maps = {k: v[..., y:y + ch, x:x + cw] for k, v in maps.items()}
     if cfg.flip and rng.random() < 0.5:
         rgb, depth, maps = rgb.flip(-1), depth.flip(-1), {k: v.flip(-1) for k, v in maps.items()}
     if cfg.strong and any(bool((v == SRC_PSEUDO).any()) for k, v in maps.items() if k.endswith("_src")):

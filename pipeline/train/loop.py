@@ -26,6 +26,8 @@ from stores.errors import UserError
 from stores.files import atomic_write
 from stores.location import is_url
 from stores.merge import SRC_PSEUDO
+
+SOFT_KEYS = ("segm_topk", "segm_topk_p")     # top-k soft segmentation targets (MergePolicy.segm_soft)
 from stores.repo import FrameStore
 from student.losses import MultiTaskLoss
 from student.model import normalize
@@ -139,7 +141,8 @@ def train_step(run: Run, batch: dict) -> dict[str, torch.Tensor]:
     with torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=run.bf16):
         out = run.model(x)
     out = {k: v.float() for k, v in out.items()}
-    targets = {t: batch[t].to(run.device, non_blocking=True) for t in run.tasks}
+    targets = {t: batch[t].to(run.device, non_blocking=True)
+               for t in (*run.tasks, *(SOFT_KEYS if "segm" in run.tasks and "segm_topk" in batch else ()))}
     pseudo = ({t: batch[f"{t}_src"].to(run.device, non_blocking=True) == SRC_PSEUDO for t in run.tasks}
               if run.cfg.pseudo_drop else None)
     losses = run.loss_fn(out, targets, pseudo)
