@@ -32,6 +32,8 @@ VARIANTS = {
     "warm-up 5%": ({"warmup": 0.05}, ALL),
     "strong augmentation": ({"strong_augment": True}, ALL),
     "class-balanced 0.5": ({"segm_class_share": 0.5}, ("b_pseudo",)),
+    "soft top-3 targets": ({"segm_topk": 3, "segm_soft": True}, ("b_pseudo",)),
+    "hard targets": ({"segm_topk": 0, "segm_soft": False}, ("b_pseudo",)),
     "pseudo drop 10%": ({"pseudo_drop": 0.1}, ("b_pseudo",)),
     "pseudo depth on all classes": ({"depth_classes": None}, ("b_pseudo",)),
     "no depth anchor": ({"depth_anchor": "none"}, ("b_pseudo",)),
@@ -55,15 +57,27 @@ def val_metrics(ckpt: str, store: str, device: str) -> dict:
     return {"miou": 100 * r["segm"]["miou"], "rmse": r["depth"]["rmse"]}
 
 
-def label_round2(cfg: DemoConfig, stores: dict, student: str) -> str:
-    """Label the target again with the (b) student as both teachers; returns the pseudo set's name."""
+def label_again(cfg: DemoConfig, stores: dict, name: str, teachers: dict, topk: int) -> str:
+    """Label every target frame into pseudo set `name` (flip TTA, top-k as asked) with `teachers` {task: file},
+    as the demo does; returns the name."""
     from pipeline.label.job import LabelConfig, run_label
 
-    name = f"{PSEUDO}-round2"
-    run_label(LabelConfig(store=stores["target.ice"], name=name, teachers=(("depth", student), ("segm", student)),
-                          frames="all", flip=True, workers=cfg.workers, batch_size=cfg.batch_size,
+    run_label(LabelConfig(store=stores["target.ice"], name=name, teachers=tuple(sorted(teachers.items())),
+                          frames="all", flip=True, topk=topk, workers=cfg.workers, batch_size=cfg.batch_size,
                           device=cfg.device))
     return name
+
+
+def pseudo_set(vcfg: DemoConfig, cfg: DemoConfig, stores: dict, name: str, runs: Path) -> str:
+    """The pseudo set a (b) variant trains on: the demo's, or one labeled again for "round2" (the (b) student as
+    both teachers) or for another top-k than the demo's."""
+    if name == "round2":
+        student = str(runs / "student-b_pseudo" / "last.pt")
+        return label_again(cfg, stores, f"{PSEUDO}-round2", {"segm": student, "depth": student}, vcfg.segm_topk)
+    if vcfg.segm_topk != cfg.segm_topk:
+        files = {t: str(runs / "teacher-mt" / f"teacher-{t}.ts") for t in ("segm", "depth")}
+        return label_again(cfg, stores, f"{PSEUDO}-k{vcfg.segm_topk}", files, vcfg.segm_topk)
+    return PSEUDO
 
 
 def run_seed(seed: int, out: Path, variants, base: dict) -> dict:
@@ -71,20 +85,23 @@ def run_seed(seed: int, out: Path, variants, base: dict) -> dict:
     from pipeline.demo.run import ingest_world, run_demo, run_training, train_config
 
     cfg = DemoConfig(out=str(out / f"seed{seed}"), seed=seed, **base)
-    run_demo(cfg)
+    demo = run_demo(cfg)
+    print(json.dumps({"seed": seed, "demo_seconds": demo["seconds"]}), flush=True)
     stores = ingest_world(cfg, Path(cfg.out))
     runs = Path(cfg.out) / "runs"
     res = {"default": {k: val_metrics(str(runs / f"student-{k}" / "last.pt"), stores[REGIMES[k][1]], cfg.device)
                        for k in ALL}}
+    print(json.dumps({"seed": seed, "variant": "default", **res["default"]}), flush=True)
     for name in variants:
         change, regimes = VARIANTS[name]
         vcfg = replace(cfg, **change)
+        if vcfg == cfg and name != "round2":
+            continue                                # the default already has this setting
         res[name] = {}
         for key in regimes:
             _, store, split, policy = REGIMES[key]
-            policy = vcfg.pseudo_policy() if policy is None else policy
-            if name == "round2":
-                policy = replace(policy, pseudo=label_round2(cfg, stores, str(runs / "student-b_pseudo" / "last.pt")))
+            if policy is None:
+                policy = replace(vcfg.pseudo_policy(), pseudo=pseudo_set(vcfg, cfg, stores, name, runs))
             run = f"ablate-{name.replace(' ', '_').replace('%', 'pc')}-{key}"
             tcfg = train_config(vcfg, stores[store], run, {"name": "student"}, split, policy, vcfg.student_steps)
             res[name][key] = val_metrics(run_training(tcfg)["checkpoint"], stores[store], cfg.device)

@@ -43,7 +43,7 @@ class MergePolicy:
     - depth_consistency > 0: drop pseudo depth within `consistency_radius` pixels of a real pixel where the
       (anchored) pseudo depth is off by more than this relative error;
     - depth_max > 0: drop pseudo depth beyond this many metres.
-    Raises UserError for thresholds outside [0, 1] or an unknown anchor mode."""
+    Raises UserError for thresholds outside [0, 1], an unknown anchor or fill mode, or segm_soft without a set."""
     pseudo: str | None = None         # pseudo-label set name; None = real targets only
     segm_threshold: float = 0.5       # pseudo segm used where teacher confidence >= this (0..1)
     segm_class_share: float = 0.0     # class-balanced: keep at least this share of each class's pixels
@@ -66,6 +66,8 @@ class MergePolicy:
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
                 raise UserError(f"{name.replace('_', '-')} {v} outside [0, 1]")
+        if self.segm_soft and self.pseudo is None:
+            raise UserError("--segm-soft learns a pseudo-label set's top-k classes: give --pseudo NAME")
         if self.depth_fill not in FILLS:
             raise UserError(f"depth fill {self.depth_fill!r}: choose one of {list(FILLS)}")
         if self.depth_anchor not in ANCHORS:

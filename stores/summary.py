@@ -32,7 +32,9 @@ def summarize(store) -> dict:
         covered = int(shard_sizes[done].sum())
         pseudo[name] = {"frames": frames, "labeled_frames": covered,
                         "shards_done": f"{int(done.sum())}/{len(done)}",
-                        "teachers": g.attrs.get("teachers", {}), "tasks": g.attrs.get("tasks", [])}
+                        "teachers": g.attrs.get("teachers", {}), "tasks": g.attrs.get("tasks", []),
+                        "topk": int(g.attrs.get("topk", 0)),
+                        "bytes_stored": {k: int(a.nbytes_stored()) for k, a in g.arrays() if k != "done"}}
     return {
         "path": str(store.path), "ref": store.ref, "snapshot": store.snapshot_id,
         "name": store.attrs.get("name"), "frame_size": list(store.frame_size),

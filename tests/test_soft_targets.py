@@ -35,6 +35,8 @@ def test_label_topk_stores_the_teachers_k_most_probable_classes(store, cluster):
     direct = load_teacher(SEGM, "segm", topk=3).predict(s.root["frames/rgb"][:4])
     np.testing.assert_array_equal(direct["topk_class"], cls[:4])
     assert dict(g.attrs)["topk"] == 3 and dict(g.attrs)["identity"]["topk"] == 3
+    shown = run_cli("show", s.path).output                               # bytes per frame, soft part named
+    assert "soft: 20/20 frames labeled" in shown and "top-3 soft targets" in shown and "/frame stored" in shown
     with pytest.raises(UserError, match="topk=3"):                       # same name, other K: refused
         run_label(cfg(store, cluster, name="soft", topk=2, frames="all"))
     for bad, msg in (({"topk": 1}, "--topk 1"), ({"topk": 6}, "only 5 classes"),
@@ -57,6 +59,8 @@ def test_merge_keeps_soft_targets_only_where_no_real_label():
     assert (m["segm_src"][0] == SRC_REAL).all() and (m["segm_src"][1:3] == SRC_PSEUDO).all()
     assert (m["segm_src"][3] == SRC_NONE).all()
     assert (m["segm_topk_p"][:, 0] == 0).all() and (m["segm_topk_p"][:, 1:3] == topk_prob[:, 1:3]).all()
+    with pytest.raises(UserError, match="give --pseudo NAME"):
+        MergePolicy(segm_soft=True)
     hard = merge_targets(real, np.zeros((4, 5), np.float32), MergePolicy(pseudo="t"), pseudo)
     assert "segm_topk" not in hard and (hard["segm"][1:3] == 2).all()
 

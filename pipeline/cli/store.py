@@ -42,8 +42,13 @@ def show(store, ref, as_json):
         click.echo("pseudo-label sets:")
         for name, p in info["pseudo"].items():
             teachers = ", ".join(f"{t}={v.get('name', '?')}" for t, v in p["teachers"].items()) or "-"
+            stored = p["bytes_stored"]
+            soft = sum(stored.get(k, 0) for k in ("topk_class", "topk_prob"))
+            per_frame = (f", {human_bytes(sum(stored.values()) / p['frames'])}/frame stored"
+                         + (f" (top-{p['topk']} soft targets {human_bytes(soft / p['frames'])})" if soft else "")
+                         if p["frames"] else "")
             click.echo(f"  {name}: {p['labeled_frames']}/{p['frames']} frames labeled "
-                       f"(shards {p['shards_done']}), teachers: {teachers}")
+                       f"(shards {p['shards_done']}), teachers: {teachers}{per_frame}")
     else:
         click.echo("pseudo-label sets: none")
     if info["tags"]:

@@ -150,9 +150,18 @@ def machine() -> str:
     return f"{os.cpu_count()}-core {cpu} CPU, {gpu}, torch {torch.__version__}"
 
 
-def write_report(cfg, stores, teachers, students, results, label, qa: dict) -> Path:
+def stage_times(seconds: dict | None) -> str:
+    """One line of the stages' wall times (stages done by an earlier run take ~0 s), or "" without them."""
+    if not seconds:
+        return ""
+    parts = ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items() if k != "total")
+    return f"Wall time of this run: {seconds['total'] / 60:.1f} min up to the report ({parts})."
+
+
+def write_report(cfg, stores, teachers, students, results, label, qa: dict, seconds: dict | None = None) -> Path:
     """Print the results table and write report.md, results.json, qualitative.png and curves.png into cfg.out;
-    returns the report's path. Assumes the last three results rows are students (a), (b), (c).
+    returns the report's path. Assumes the last three results rows are students (a), (b), (c). `seconds`:
+    stage -> wall seconds of this run (run_demo), printed under the table.
     """
     out = Path(cfg.out)
     tbl = table(results)
@@ -174,6 +183,7 @@ the train split with segmentation, sensor depth with holes on all annotated fram
 teacher: {TEACHERS[cfg.teacher]}. All networks start from random weights (no ImageNet weights offline),
 SGD with lr {cfg.lr_encoder:g} (encoder) / 1e-2 (decoder), step decay.
 Machine: {machine()}. Labeling: {label.frames_labeled} frames in {label.seconds:.1f} s.
+{stage_times(seconds)}
 
 Evaluated on the target domain's test split ({results[list(results)[0]]['frames']} frames, sensor depth).
 Latency: batch 1, eager fp32 at {w}x{h} on {resolve_device(cfg.device)}.

@@ -11,6 +11,7 @@ Every stage is a store version or a checkpoint; re-running the command skips fin
 """
 from __future__ import annotations
 
+import time
 import warnings
 from dataclasses import asdict
 from pathlib import Path
@@ -238,23 +239,36 @@ def train_students(cfg: DemoConfig, stores: dict) -> dict:
 
 def run_demo(cfg: DemoConfig) -> dict:
     """All five stages (data, teachers + labeling, students, evaluation, report); each is skipped where its
-    store version or checkpoint already exists. Returns {"report": path of report.md, "results": ...}.
+    store version or checkpoint already exists. Returns {"report": path of report.md, "results": ...,
+    "seconds": {stage: wall seconds in this call, "total"}} (the seconds also go into the report).
     """
     from pipeline.demo.report import evaluate_all, write_report
 
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
+    seconds, t0 = {}, time.perf_counter()
+
+    def lap(stage: str) -> None:
+        seconds[stage] = time.perf_counter() - t0 - sum(seconds.values())
+
     say(f"1/5 data: {cfg.frames} target frames ({100 * cfg.segm_fraction:.0f}% of train segmented), "
         f"{cfg.source_frames} second-domain frames, {cfg.frame_size()[1]}x{cfg.frame_size()[0]}")
     stores = ingest_world(cfg, out)
+    lap("data")
     say("2/5 teachers")
     teachers = train_teachers(cfg, stores)
+    lap("teachers")
     label = label_target(cfg, stores, teachers)
+    lap("labeling")
     qa = teacher_check(stores)
+    lap("qa")
     say("3/5 students")
     students = train_students(cfg, stores)
+    lap("students")
     say("4/5 evaluation on the target test split")
     results = evaluate_all(cfg, stores, teachers, students)
+    lap("evaluation")
     say("5/5 report")
-    report = write_report(cfg, stores, teachers, students, results, label, qa)
-    return {"report": str(report), "results": results}
+    seconds["total"] = time.perf_counter() - t0        # up to the report; the report itself takes seconds
+    report = write_report(cfg, stores, teachers, students, results, label, qa, seconds)
+    return {"report": str(report), "results": results, "seconds": seconds}
