@@ -33,7 +33,8 @@ VARIANTS = {
     "strong augmentation": ({"strong_augment": True}, ALL),
     "class-balanced 0.5": ({"segm_class_share": 0.5}, ("b_pseudo",)),
     "soft top-3 targets": ({"segm_topk": 3, "segm_soft": True}, ("b_pseudo",)),
-    "hard targets": ({"segm_topk": 0, "segm_soft": False}, ("b_pseudo",)),
+    "hard targets": ({"segm_soft": False}, ("b_pseudo",)),
+    "depth fill frames": ({"depth_fill": "frames"}, ("b_pseudo",)),
     "pseudo drop 10%": ({"pseudo_drop": 0.1}, ("b_pseudo",)),
     "pseudo depth on all classes": ({"depth_classes": None}, ("b_pseudo",)),
     "no depth anchor": ({"depth_anchor": "none"}, ("b_pseudo",)),
@@ -70,11 +71,11 @@ def label_again(cfg: DemoConfig, stores: dict, name: str, teachers: dict, topk: 
 
 def pseudo_set(vcfg: DemoConfig, cfg: DemoConfig, stores: dict, name: str, runs: Path) -> str:
     """The pseudo set a (b) variant trains on: the demo's, or one labeled again for "round2" (the (b) student as
-    both teachers) or for another top-k than the demo's."""
+    both teachers) or for a top-k the demo's set lacks."""
     if name == "round2":
         student = str(runs / "student-b_pseudo" / "last.pt")
         return label_again(cfg, stores, f"{PSEUDO}-round2", {"segm": student, "depth": student}, vcfg.segm_topk)
-    if vcfg.segm_topk != cfg.segm_topk:
+    if vcfg.segm_topk and vcfg.segm_topk != cfg.segm_topk:
         files = {t: str(runs / "teacher-mt" / f"teacher-{t}.ts") for t in ("segm", "depth")}
         return label_again(cfg, stores, f"{PSEUDO}-k{vcfg.segm_topk}", files, vcfg.segm_topk)
     return PSEUDO

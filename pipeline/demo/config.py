@@ -41,10 +41,11 @@ class DemoConfig:
     # the merge of (b)
     segm_threshold: float = 0.5
     segm_class_share: float = 0.0
-    segm_topk: int = 0                       # label with the teacher's top-k classes per pixel (0 = off)
-    segm_soft: bool = False                  # (b) learns those top-k soft targets where no real label
+    segm_topk: int = 3                       # label with the teacher's top-k classes per pixel (0 = off)
+    segm_soft: bool = True                   # (b) learns those top-k soft targets where no real label
     pseudo_drop: float = 0.0
     depth_classes: str | None = "observed"   # no pseudo depth on classes a LiDAR never returns (sky)
+    depth_fill: str = "holes"                # pseudo depth in LiDAR holes ("frames": only frames without depth)
     depth_anchor: str = "scale"              # each frame's teacher depth scaled to its own LiDAR points
     depth_threshold: float = 0.5             # flip-TTA agreement of the teacher's depth
     depth_consistency: float = 0.25          # no pseudo depth near LiDAR points it misses by > 25%
@@ -65,7 +66,7 @@ class DemoConfig:
         """The merge policy of regime (b): real targets, then the teachers' labels as the levers above say."""
         return MergePolicy(pseudo=PSEUDO, segm_threshold=self.segm_threshold, segm_class_share=self.segm_class_share,
                            segm_soft=self.segm_soft,
-                           depth_classes=self.depth_classes, depth_anchor=self.depth_anchor,
+                           depth_fill=self.depth_fill, depth_classes=self.depth_classes, depth_anchor=self.depth_anchor,
                            depth_threshold=self.depth_threshold, depth_consistency=self.depth_consistency)
 
     def frame_size(self) -> tuple[int, int]:

@@ -229,9 +229,14 @@ Stores: {', '.join(f'`{k}`' for k in stores)} under `{out}`; runs under `{out / 
 def merge_words(cfg) -> str:
     """The demo's (b) merge policy in words."""
     p = cfg.pseudo_policy()
-    parts = [f"confidence >= {p.segm_threshold:g}" + (f" or within the top {100 * p.segm_class_share:g}% of its class"
-                                                        if p.segm_class_share else "")]
-    parts.append("pseudo depth in every LiDAR hole" + (" of classes that carry real depth" if p.depth_classes else ""))
+    if p.segm_soft:
+        parts = [f"its top-{cfg.segm_topk} classes as soft targets (soft cross-entropy weighted by its confidence) "
+                 f"on every pixel without a real label"]
+    else:
+        parts = [f"confidence >= {p.segm_threshold:g}" + (f" or within the top {100 * p.segm_class_share:g}% of "
+                                                            f"its class" if p.segm_class_share else "")]
+    where = "every LiDAR hole" if p.depth_fill == "holes" else "frames without real depth"
+    parts.append(f"pseudo depth in {where}" + (" of classes that carry real depth" if p.depth_classes else ""))
     if p.depth_anchor != "none":
         parts.append("each frame's teacher depth scaled to its real depth")
     if p.depth_consistency:
