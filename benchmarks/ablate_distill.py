@@ -3,7 +3,7 @@ target store's **val** split, over several seeds; prints a markdown table (mean 
 writes every figure as JSON.
 
 Usage: python benchmarks/ablate_distill.py [--seeds 0 1 2] [--out ablate_out] [--variants NAME ...]
-                                           [--steps N] [--list]
+                                           [--steps N] [--list] [--table JSON ...]
 For each seed the whole demo runs first (`mtdistill demo --seed S --out OUT/seedS`, default configuration:
 stores, teacher, labeling, the three students, report.md on the test split); each variant then trains the
 student(s) it changes on the same stores and pseudo-label set with the demo's step budget, and every student
@@ -137,9 +137,14 @@ def main() -> None:
     ap.add_argument("--variants", nargs="*", default=list(VARIANTS), help="Names from --list (default: all).")
     ap.add_argument("--steps", type=int, default=None, help="Student steps (default: the demo's).")
     ap.add_argument("--list", action="store_true", help="Print the variants and exit.")
+    ap.add_argument("--table", nargs="+", metavar="JSON", help="Only print the table of these ablation.json files "
+                    "(e.g. one per seed, run as separate processes).")
     a = ap.parse_args()
     if a.list:
         print("\n".join(f"{k}: {v[0]} retrains {', '.join(v[1])}" for k, v in VARIANTS.items()))
+        return
+    if a.table:
+        print(table({int(k): v for f in a.table for k, v in json.loads(Path(f).read_text()).items()}))
         return
     unknown = [v for v in a.variants if v not in VARIANTS]
     if unknown:
