@@ -182,7 +182,7 @@ def test_each_frame_with_real_depth_gets_its_own_fit(models, empty_store, cluste
     assert np.isnan(rows[~with_depth]).all()
     np.testing.assert_allclose(rows[with_depth, 0], scales[with_depth], rtol=1e-3)
     assert (rows[with_depth, 2] < 1e-4).all() and (rows[with_depth, 3] == sparse[with_depth].sum((1, 2))).all()
-    md = [e["metadata"] for e in s.log() if e["metadata"].get("kind") == "label"][0]
+    md = next(e["metadata"] for e in s.log() if e["metadata"].get("kind") == "label")
     assert md["teachers"]["depth"]["origin"]["fit"]["scale"] == pytest.approx(fit.scale)
     assert s.root["pseudo/anchored"].attrs["depth_fit"] is True
 

@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.label.cluster import cpu_count, open_client, worker_threads  # noqa: F401 - cpu_count for callers
-from pipeline.label.plan import (check_existing, group_attrs, identity, open_teachers, parse_name, pending_shards,
-                                 prepare_arrays, run_lock, shard_range)
+from pipeline.label.plan import (check_existing, group_attrs, identity, open_teachers, parse_name,
+                                 pending_shards, prepare_arrays, run_lock, shard_range)
 from pipeline.label.run import schedule
 from pipeline.label.task import ShardJob, TeacherPlugin, TeacherSpec
 from stores.errors import UserError

@@ -231,7 +231,6 @@ def label_shard(job: ShardJob, fork):
     else:
         h, w = root.attrs["frame_size"]
         rgb = np.zeros((job.stop - job.start, h, w, 3), np.uint8)      # nothing to predict
-    t_read = time.perf_counter()
     real = root["real/depth"][job.start:job.stop] if job.depth_fit and job.frames == "all" else None
     timing = {"read_s": time.perf_counter() - t0, "wait_s": 0.0, "infer_s": 0.0}
     labels = shard_labels(job, rgb, need, timing, real)
