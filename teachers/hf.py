@@ -237,8 +237,8 @@ class HFSegmenter(nn.Module):
 class HFDepth(nn.Module):
     """forward(x (B, 3, H, W) RGB 0..255) -> {"depth": (B, 1, H, W)}: metres for metric models and for
     relative ones with a fit (stores.depthfit "inverse": metres = 1 / (scale d + shift), 0 where that is not
-    positive). A relative model without a fit raises UserError unless `raw` is set: then it gives its
-    relative inverse depth d (what the label job's anchoring fits)."""
+    positive). A relative model without a fit raises UserError unless `raw` is set; with `raw` set it gives
+    its relative inverse depth d, fit or not (what the label job's anchoring fits)."""
 
     input_multiple = 1
 
@@ -267,6 +267,6 @@ class HFDepth(nn.Module):
         extra = {"source_sizes": sizes} if "source_sizes" in post.__code__.co_varnames else {}
         d = torch.stack([r["predicted_depth"] for r in post(out, target_sizes=sizes, **extra)])[:, None]
         d = d.float()                                                        # (B, 1, H, W)
-        if self.kind == "relative" and self.fit is not None:
+        if self.kind == "relative" and self.fit is not None and not self.raw:
             d = torch.from_numpy(self.fit.apply(d.cpu().numpy())).to(x.device)
         return {"depth": d}

@@ -21,10 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.label.anchor import anchor_relative
 from pipeline.label.cluster import cpu_count, open_client, worker_threads  # noqa: F401 - cpu_count for callers
-from pipeline.label.plan import (check_existing, group_attrs, identity, parse_name, pending_shards,
-                                 prepare_arrays, run_lock, shard_range)
+from pipeline.label.plan import (check_existing, group_attrs, identity, open_teachers, parse_name,
+                                 pending_shards, prepare_arrays, run_lock, shard_range)
 from pipeline.label.run import schedule
 from pipeline.label.task import ShardJob, TeacherPlugin, TeacherSpec
 from stores.errors import UserError
@@ -131,27 +130,6 @@ def check_config(cfg: LabelConfig) -> None:
             raise UserError(f"--{key.replace('_', '-')} must be >= 1, got {getattr(cfg, key)}")
 
 
-def open_teachers(cfg: LabelConfig, store) -> dict:
-    """Load each teacher once here, on the CPU: validates files, classes and remap before any cluster
-    starts (a segmentation teacher's output class count is checked against the remap or the store with
-    one forward pass, so no class id the store does not have is ever written), and gives the weight
-    hashes for provenance. A relative-depth hf: teacher is anchored to the store's real depth here
-    (pipeline/label/anchor.py). Workers load their own copies from each teacher's `spec`."""
-    from teachers.base import load_teacher
-
-    out = {}
-    for task, spec in cfg.teachers:
-        def open_spec(spec, task=task):
-            return load_teacher(spec, task, remap=cfg.remap if task == "segm" else None, device="cpu",
-                                store_classes=store.classes if task == "segm" else None, flip=cfg.flip,
-                                batch_size=cfg.batch_size, topk=cfg.topk if task == "segm" else 0)
-        out[task] = anchor_relative(open_spec(spec), store, open_spec)
-        out[task].check_classes(store.classes, tuple(store.frame_size))
-    if cfg.topk > len(store.classes):
-        raise UserError(f"--topk {cfg.topk}: the store has only {len(store.classes)} classes")
-    return out
-
-
 def run_label(cfg: LabelConfig) -> LabelResult:
     """Run (or continue) labeling job `cfg.name`; see the module docstring."""
     check_config(cfg)
@@ -162,7 +140,8 @@ def run_label(cfg: LabelConfig) -> LabelResult:
         raise UserError(f"{cfg.store}: the store has no frames")
     with run_lock(store.path, cfg.name):
         store = store.reopen()                       # the head now that we hold the name
-        teachers = open_teachers(cfg, store)
+        teachers = open_teachers(store, cfg.teachers, remap=cfg.remap, flip=cfg.flip, batch_size=cfg.batch_size,
+                                 topk=cfg.topk)
         ident = identity(teachers, cfg.frames, cfg.topk)
         depth_conf = cfg.flip and "depth" in teachers
         attrs = group_attrs(store, teachers, ident, depth_conf, store.snapshot_id)
@@ -184,7 +163,8 @@ def run_label(cfg: LabelConfig) -> LabelResult:
             result.nothing_to_do = True
             result.tag = tag_finished(store, cfg.name, new_work=False)
             return result
-        run_shards(cfg, store, specs, pending, depth_conf, provenance, result)
+        depth = tuple(key in store.root[f"pseudo/{cfg.name}"] for key in ("depth_conf", "depth_fit"))
+        run_shards(cfg, store, specs, pending, depth, provenance, result)
         store = store.reopen()
         result.snapshot = store.snapshot_id
         result.missing.update({int(k): "not done" for k in pending_shards(store, cfg.name)
@@ -194,11 +174,12 @@ def run_label(cfg: LabelConfig) -> LabelResult:
         return result
 
 
-def run_shards(cfg: LabelConfig, store, specs, pending, depth_conf: bool, provenance: dict,
+def run_shards(cfg: LabelConfig, store, specs, pending, depth: tuple[bool, bool], provenance: dict,
                result: LabelResult) -> None:
     """Label the `pending` shards on a dask client (cfg.scheduler or a LocalCluster): register the teachers
     as a worker plugin, schedule one task per shard (made lazily), commit as they finish; fills
-    result.startup_s (cluster up, teachers warm), seconds, commits and missing."""
+    result.startup_s (cluster up, teachers warm), seconds, commits and missing. `depth`: whether the tasks
+    write (depth_conf, depth_fit)."""
     t0 = time.perf_counter()
     with open_client(cfg) as (client, device, torch_threads, devices, submit_options):
         specs = tuple(TeacherSpec(**{**asdict(s), "device": device}) for s in specs)
@@ -210,7 +191,7 @@ def run_shards(cfg: LabelConfig, store, specs, pending, depth_conf: bool, proven
                                name=plugin)
         result.startup_s = time.perf_counter() - t0          # cluster up, teachers loaded and warm
         jobs = (ShardJob(path, store.snapshot_id, cfg.name, int(k), *shard_range(int(k), n, size), cfg.frames,
-                         specs, classes, torch_threads, depth_conf) for k in pending)   # made lazily
+                         specs, classes, torch_threads, *depth) for k in pending)       # made lazily
         frames = int(np.minimum(n, (pending + 1) * size).sum() - (pending * size).sum())
         window = cfg.in_flight or 2 * worker_threads(client)
         try:

@@ -1,6 +1,6 @@
 """Before a labeling job runs (coordinator side of pipeline/label/job.py): who labels, what is left to do.
 
-Flow: job.py opens the store and the teachers -> `identity` (what makes two runs the same labeling)
+Flow: job.py opens the store and the teachers (`open_teachers`) -> `identity` (what makes two runs the same labeling)
 -> `prepare_arrays` creates pseudo/<name>/ or grows it to the store's frame count (one commit, only
 when something changed) and refuses to mix provenance under one name -> `pending_shards` (done flag
 unset) -> the dask job. Also the per-name run lock: one job per pseudo set at a time (another name may run
@@ -14,12 +14,14 @@ from contextlib import contextmanager
 import numpy as np
 import zarr
 
+from pipeline.label.anchor import FIT_FIELDS, anchor_relative, is_relative
 from stores.errors import StoreError, UserError
 from stores.lock import LockBusy, label_lock
 from stores.schema import TOPK_ARRAYS, create_array, create_pseudo
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 PSEUDO_KEYS = ("segm", "conf", "depth")
+OPTIONAL_KEYS = ("depth_conf", "depth_fit", *TOPK_ARRAYS)
 
 
 def parse_name(name: str) -> str:
@@ -43,6 +45,29 @@ def run_lock(store_path, name: str):
                         f"wait for it or use another --name") from None
 
 
+def open_teachers(store, teachers, *, remap=None, flip: bool = False, batch_size: int = 8, topk: int = 0) -> dict:
+    """task -> Teacher for `teachers` ((task, spec) pairs, job.parse_teachers), each loaded once here on the
+    CPU: validates files, classes and remap before any cluster starts (a segmentation teacher's output
+    class count is checked against the remap or the store with one forward pass, so no class id the
+    store does not have is ever written), and gives the weight hashes for provenance. A relative-depth
+    hf: teacher is anchored to the store's real depth here (anchor.anchor_relative). Workers load their
+    own copies from each teacher's `spec`. `topk` > 0: the segmentation teacher also gives its top-k classes.
+    UserError naming the teacher for any of these problems, or a top-k above the store's class count."""
+    from teachers.base import load_teacher
+
+    out = {}
+    for task, spec in teachers:
+        def open_spec(spec, task=task):
+            return load_teacher(spec, task, remap=remap if task == "segm" else None, device="cpu",
+                                store_classes=store.classes if task == "segm" else None, flip=flip,
+                                batch_size=batch_size, topk=topk if task == "segm" else 0)
+        out[task] = anchor_relative(open_spec(spec), store, open_spec)
+        out[task].check_classes(store.classes, tuple(store.frame_size))
+    if topk > len(store.classes):
+        raise UserError(f"--topk {topk}: the store has only {len(store.classes)} classes")
+    return out
+
+
 def identity(teachers: dict, frames: str, topk: int = 0) -> dict:
     """What must match for a re-run to continue a pseudo set: teacher weights, remap, flip, frame choice and
     the top-k soft targets' K (absent when 0). `teachers`: task -> Teacher (opened by the coordinator)."""
@@ -64,13 +89,20 @@ def describe_identity(ident: dict) -> str:
 
 
 def group_attrs(store, teachers: dict, ident: dict, depth_conf: bool, input_snapshot: str) -> dict:
-    """Attributes of pseudo/<name>: read by `mtdistill show`, the merge rule's compatibility check and qa."""
+    """Attributes of pseudo/<name>: read by `mtdistill show`, the merge rule's compatibility check and qa.
+    "depth_fit": the set has a depth_fit array (a relative depth teacher: pipeline/label/anchor.py)."""
     return {
         "tasks": sorted(teachers),
         "teachers": {task: t.provenance() for task, t in sorted(teachers.items())},
         "identity": ident, "classes": store.classes, "depth_unit": "m", "frames": ident["frames"],
-        "depth_conf": depth_conf, "input_snapshot": input_snapshot, "topk": ident.get("topk", 0),
+        "depth_conf": depth_conf, "depth_fit": "depth" in teachers and is_relative(teachers["depth"]),
+        "input_snapshot": input_snapshot, "topk": ident.get("topk", 0),
     }
+
+
+def optional_keys(group) -> tuple[str, ...]:
+    """The optional per-frame arrays pseudo/<name> (a zarr group) has: depth_conf, depth_fit, top-k."""
+    return tuple(k for k in OPTIONAL_KEYS if k in group)
 
 
 def check_existing(store, name: str, ident: dict, overwrite: bool) -> bool:
@@ -102,6 +134,8 @@ def prepare_arrays(store, name: str, attrs: dict, keep: bool, message_md: dict) 
             create_array(g, "depth_conf", "uint8", 0, tuple(store.frame_size), s, n)
         for key, (dtype, fill) in TOPK_ARRAYS.items() if attrs["topk"] else ():
             create_array(g, key, dtype, fill, (attrs["topk"], *store.frame_size), s, n)
+        if attrs["depth_fit"]:                   # (N, 4) FIT_FIELDS; chunk = 1 frame, shard = S: workers write shards
+            create_array(g, "depth_fit", "float32", np.nan, (len(FIT_FIELDS),), s, n)
         changed = f"label {name}: create pseudo arrays for {n} frames"
     else:
         g = root[f"pseudo/{name}"]
@@ -109,7 +143,7 @@ def prepare_arrays(store, name: str, attrs: dict, keep: bool, message_md: dict) 
         if old_n > n:
             raise StoreError(f"{store.path}: pseudo set {name!r} covers {old_n} frames, the store has {n}")
         if old_n < n:
-            for key in (*PSEUDO_KEYS, *(k for k in ("depth_conf", *TOPK_ARRAYS) if k in g)):
+            for key in (*PSEUDO_KEYS, *optional_keys(g)):
                 g[key].resize((n, *g[key].shape[1:]))
             g["done"].resize((-(-n // s),))
             if old_n % s:

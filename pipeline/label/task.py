@@ -22,6 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 from distributed.diagnostics.plugin import WorkerPlugin
 
+from pipeline.label.anchor import FIT_FIELDS, predict_depth
+
 DEPTH_CONF_SCALE = 0.1          # relative flip disagreement at which depth_conf falls to 1/e
 FLOAT16_MAX = 65504.0
 HAS_TARGET = {"segm": "real/has_segm", "depth": "real/has_depth"}
@@ -54,6 +56,7 @@ class ShardJob:
     store_classes: tuple[str, ...]
     torch_threads: int | None = None
     depth_conf: bool = False  # write pseudo/<name>/depth_conf (depth teacher with flip)
+    depth_fit: bool = False   # relative depth teacher: anchor frames with real depth on their own (anchor.py)
 
 
 _lock = threading.Lock()        # a worker may run several tasks in threads; load each teacher once
@@ -161,25 +164,29 @@ class TeacherPlugin(WorkerPlugin):
                 pass
 
 
-def depth_with_conf(teacher, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def depth_with_conf(teacher, rgb: np.ndarray, real: np.ndarray | None = None) -> dict:
     """Flip TTA for depth: mean of the image's and the mirrored image's depth (mirrored back) and their
-    agreement as uint8 confidence. Same values as Teacher(flip=True) for the depth."""
-    d = teacher.predict(rgb)["depth"]                                  # (B, H, W)
-    d_flip = teacher.predict(rgb[:, :, ::-1])["depth"][:, :, ::-1]     # mirrored back
+    agreement as uint8 confidence. Same values as Teacher(flip=True) for the depth. Each pass is anchored
+    to `real` (anchor.predict_depth); "depth_fit" is the unmirrored pass's fits."""
+    d, fits = predict_depth(teacher, rgb, real)                                          # (B, H, W)
+    d_flip = predict_depth(teacher, rgb[:, :, ::-1], None if real is None else real[:, :, ::-1])[0][:, :, ::-1]
     depth = (d + d_flip) / 2
     rel = np.abs(d - d_flip) / np.maximum(depth, 1e-6)
     conf = np.round(np.exp(-rel / DEPTH_CONF_SCALE) * 255).astype(np.uint8)
-    return depth.astype(np.float32), conf
+    return {"depth": depth.astype(np.float32), "depth_conf": conf, "depth_fit": fits}
 
 
-def shard_labels(job: ShardJob, rgb: np.ndarray, need: dict, timing: dict) -> dict:
-    """Pseudo arrays of one shard: fill values, with teacher predictions on the frames in `need[task]`.
+def shard_labels(job: ShardJob, rgb: np.ndarray, need: dict, timing: dict, real: np.ndarray | None = None) -> dict:
+    """Pseudo arrays of one shard: fill values, with teacher predictions on the frames in `need[task]`
+    (depth anchored to the shard's real depth `real`, see anchor.predict_depth).
     Adds the seconds spent waiting for and inside the teacher to timing["wait_s"] / timing["infer_s"]."""
     n, h, w = rgb.shape[:3]
     out = {"segm": np.full((n, h, w), 255, np.uint8), "conf": np.zeros((n, h, w), np.uint8),
            "depth": np.zeros((n, h, w), np.float16)}
     if job.depth_conf:
         out["depth_conf"] = np.zeros((n, h, w), np.uint8)
+    if job.depth_fit:
+        out["depth_fit"] = np.full((n, len(FIT_FIELDS)), np.nan, np.float32)
     for t in job.teachers:
         if t.topk:
             out.update(topk_class=np.full((n, t.topk, h, w), 255, np.uint8),
@@ -196,9 +203,9 @@ def shard_labels(job: ShardJob, rgb: np.ndarray, need: dict, timing: dict) -> di
             if t.task == "segm":
                 p = teacher.predict(x)
             elif job.depth_conf:
-                p = dict(zip(("depth", "depth_conf"), depth_with_conf(teacher, x)))
+                p = depth_with_conf(teacher, x, None if real is None else real[idx])
             else:
-                p = teacher.predict(x)
+                p = dict(zip(("depth", "depth_fit"), predict_depth(teacher, x, None if real is None else real[idx])))
         timing["wait_s"] += t_start - t_wait
         timing["infer_s"] += time.perf_counter() - t_start
         if t.task == "segm":
@@ -208,6 +215,8 @@ def shard_labels(job: ShardJob, rgb: np.ndarray, need: dict, timing: dict) -> di
             out["depth"][idx] = np.clip(p["depth"], 0, FLOAT16_MAX)
             if job.depth_conf:
                 out["depth_conf"][idx] = p["depth_conf"]
+            if job.depth_fit:
+                out["depth_fit"][idx] = p["depth_fit"]
     return out
 
 
@@ -228,9 +237,9 @@ def label_shard(job: ShardJob, fork):
     else:
         h, w = root.attrs["frame_size"]
         rgb = np.zeros((job.stop - job.start, h, w, 3), np.uint8)      # nothing to predict
-    t_read = time.perf_counter()
-    timing = {"read_s": t_read - t0, "wait_s": 0.0, "infer_s": 0.0}
-    labels = shard_labels(job, rgb, need, timing)
+    real = root["real/depth"][job.start:job.stop] if job.depth_fit and job.frames == "all" else None
+    timing = {"read_s": time.perf_counter() - t0, "wait_s": 0.0, "infer_s": 0.0}
+    labels = shard_labels(job, rgb, need, timing, real)
     t_infer = time.perf_counter()
     group = zarr.open_group(fork.store, path=f"pseudo/{job.name}", mode="r+")
     for key, arr in labels.items():
