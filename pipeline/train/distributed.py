@@ -65,17 +65,31 @@ def leave_world() -> None:
         dist.destroy_process_group()
 
 
-def check_batch(batch_size: int, world: World) -> int:
-    """Each rank's share of the global batch; UserError when the processes cannot split it evenly."""
+def check_world(batch_size: int, batch_norm: str, world: World, device: torch.device) -> None:
+    """UserError when the processes cannot split the global batch evenly, or for SyncBatchNorm across
+    processes off CUDA (torch's SyncBatchNorm runs on GPUs only)."""
     if batch_size % world.size:
         raise UserError(f"--batch-size {batch_size} does not split over {world.size} processes: use a "
                         f"multiple of {world.size} (it is the global batch, over all processes)")
-    return batch_size // world.size
+    if batch_norm == "sync" and world.size > 1 and device.type != "cuda":
+        raise UserError(f"--batch-norm sync needs CUDA devices (torch's SyncBatchNorm runs on GPUs only); "
+                        f"on {device.type} use plain or frozen")
+
+
+def train_mode(model: torch.nn.Module, batch_norm: str) -> None:
+    """Put `model` in training mode; batch_norm "frozen" keeps its BatchNorm layers in eval mode
+    (normalising with their running statistics, which stay fixed; their scale and shift still learn), so
+    every process normalises alike whatever its share of the batch."""
+    model.train()
+    if batch_norm == "frozen":
+        for m in model.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.eval()
 
 
 def distribute(model: torch.nn.Module, world: World, device: torch.device, batch_norm: str) -> torch.nn.Module:
     """The module the steps run: `model` itself for one process, else DistributedDataParallel around it
-    (parameters and buffers broadcast from rank 0). batch_norm "sync" turns its BatchNorm layers into
+    (parameters and buffers broadcast from rank 0). batch_norm "sync" (CUDA) turns its BatchNorm layers into
     SyncBatchNorm first (statistics over the global batch, as one process computes them; the parameters stay the
     same objects, so an optimiser built on `model` keeps working)."""
     if world.size == 1:

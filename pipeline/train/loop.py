@@ -23,8 +23,8 @@ from pipeline.runtime import console, json_safe, progress_bar
 from pipeline.train.augment import cutmix
 from pipeline.train.config import TrainConfig, lr_factor
 from pipeline.train.data import AugmentedItems, RunSampler, make_loader
-from pipeline.train.distributed import (World, check_batch, distribute, join_world, leave_world,
-                                         mean_over_ranks)
+from pipeline.train.distributed import (World, check_world, distribute, join_world, leave_world,
+                                         mean_over_ranks, train_mode)
 from stores.dataset import FrameDataset, resolve_policy
 from stores.errors import UserError
 from stores.files import atomic_write
@@ -204,7 +204,7 @@ def end_of_epoch(run: Run, losses: dict, timing: dict, steps_per_epoch: int, val
     if len(val_idx):
         run.model.eval()
         metrics["val"] = evaluate_fn(run.model, run.store, val_idx, device=run.device, tasks=run.tasks)
-        run.model.train()
+        train_mode(run.model, run.cfg.batch_norm)
     with open(run.dir / "metrics.jsonl", "a") as f:
         f.write(json.dumps(json_safe(metrics)) + "\n")
     return metrics
@@ -248,7 +248,7 @@ def train(cfg: TrainConfig, resume: bool = False, evaluate_fn=None) -> dict:
         check_resumable(old, cfg, ckpt_path)
     world, device = join_world(cfg.device)
     try:
-        check_batch(cfg.batch_size, world)
+        check_world(cfg.batch_size, cfg.batch_norm, world, device)
         run = build_run(cfg, old, world, device)
         run.started = bool(old)
         if not old:
@@ -271,7 +271,7 @@ def run_steps(run: Run, loader, steps_per_epoch: int, val_idx, evaluate_fn) -> d
     """The step loop with its progress bar, epoch ends and checkpoints; returns the last epoch's metrics."""
     cfg, metrics = run.cfg, {}
     timing = {"seen": 0, "wait": 0.0, "t0": time.perf_counter()}
-    run.model.train()
+    train_mode(run.model, cfg.batch_norm)
     with progress_bar(f"train {cfg.run}", run.total, unit="steps") as advance:
         advance(run.step)
         t_ready = time.perf_counter()
