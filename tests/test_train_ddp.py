@@ -21,9 +21,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ingest, random_frames, run_cli
+from conftest import CLASSES, H, W, ingest, random_frames, run_cli
 
 from pipeline.checkpoint import load_checkpoint
+from stores.repo import FrameStore
 
 ROOT = Path(__file__).resolve().parents[1]
 MTDISTILL = Path(sys.executable).with_name("mtdistill")
@@ -38,9 +39,6 @@ pytestmark = pytest.mark.skipif(not MTDISTILL.exists(), reason=f"no {MTDISTILL} 
 @pytest.fixture(scope="module")
 def ddp_store(tmp_path_factory):
     """16 train frames with full segmentation and depth, 4 val frames; and the reference: its one-process run."""
-    from stores.repo import FrameStore
-    from conftest import CLASSES, H, W
-
     root = tmp_path_factory.mktemp("ddp")
     store = FrameStore.create(root / "s.ice", name="t", classes=CLASSES, frame_size=(H, W), shard_frames=8)
     ingest(store, list(random_frames(16, seed=1)) + list(random_frames(4, seed=2, split="val")))
@@ -48,7 +46,18 @@ def ddp_store(tmp_path_factory):
     return store.path, root / "runs", load_checkpoint(root / "runs" / "one" / "last.pt")
 
 
-def torchrun(store, out, run, *extra, nproc=2) -> subprocess.Popen:
+@pytest.fixture
+def launched():
+    """The torchrun processes a test starts; any still running at its end are killed with their workers."""
+    procs = []
+    yield procs
+    for p in procs:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+
+
+def torchrun(store, out, run, *extra, nproc=2, launched: list) -> subprocess.Popen:
     """`torchrun --nproc-per-node N --no-python -- mtdistill train STORE ...` (as the README shows it) on a
     free port of 127.0.0.1; output in OUT/RUN.log."""
     with socket.socket() as s:
@@ -58,8 +67,10 @@ def torchrun(store, out, run, *extra, nproc=2) -> subprocess.Popen:
            "127.0.0.1", "--master-port", str(port), "--no-python", "--", str(MTDISTILL), "train", str(store),
            "--run", run, "--out", str(out), *ARGS, *extra]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    log = open(Path(out) / f"{run}.log", "w")
-    return subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+    with open(Path(out) / f"{run}.log", "w") as log:
+        launched.append(subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+                                         start_new_session=True))
+    return launched[-1]
 
 
 def finish(proc: subprocess.Popen) -> int:
@@ -76,9 +87,9 @@ def assert_same_weights(a: dict, b: dict, tol: float = TOL) -> None:
         torch.testing.assert_close(b["model"][k].float(), v.float(), rtol=0, atol=tol, msg=k)
 
 
-def test_two_processes_take_the_one_process_steps(ddp_store):
+def test_two_processes_take_the_one_process_steps(ddp_store, launched):
     store, out, one = ddp_store
-    assert finish(torchrun(store, out, "two")) == 0, log(out, "two")
+    assert finish(torchrun(store, out, "two", launched=launched)) == 0, log(out, "two")
     two = load_checkpoint(out / "two" / "last.pt")
     assert two["step"] == STEPS and two["world_size"] == 2 and one["world_size"] == 1
     assert json.loads((out / "two" / "config.json").read_text())["world_size"] == 2
@@ -104,9 +115,9 @@ def rank_pid(proc: subprocess.Popen, rank: int) -> int:
     raise AssertionError(f"no worker with RANK={rank} among {children}")
 
 
-def test_kill_of_one_rank_then_resume_on_one_process(ddp_store):
+def test_kill_of_one_rank_then_resume_on_one_process(ddp_store, launched):
     store, out, one = ddp_store
-    proc = torchrun(store, out, "killed")
+    proc = torchrun(store, out, "killed", launched=launched)
     ckpt = out / "killed" / "last.pt"
     deadline = time.monotonic() + 600
     while not ckpt.exists():
@@ -122,19 +133,19 @@ def test_kill_of_one_rank_then_resume_on_one_process(ddp_store):
     assert_same_weights(one, done)
 
 
-def test_one_process_run_resumes_on_two(ddp_store):
+def test_one_process_run_resumes_on_two(ddp_store, launched):
     store, out, one = ddp_store
     run_cli("train", store, "--run", "grow", "--out", out, *ARGS, "--stop-after", "6")
     assert load_checkpoint(out / "grow" / "last.pt")["step"] == 6
-    assert finish(torchrun(store, out, "grow", "--resume")) == 0, log(out, "grow")
+    assert finish(torchrun(store, out, "grow", "--resume", launched=launched)) == 0, log(out, "grow")
     done = load_checkpoint(out / "grow" / "last.pt")
     assert done["step"] == STEPS and done["world_size"] == 2
     assert_same_weights(one, done)
 
 
-def test_a_batch_the_processes_cannot_split_is_refused(ddp_store, tmp_path):
-    store, out, _ = ddp_store
-    proc = torchrun(store, tmp_path, "odd", "--batch-size", "3")
+def test_a_batch_the_processes_cannot_split_is_refused(ddp_store, tmp_path, launched):
+    store = ddp_store[0]
+    proc = torchrun(store, tmp_path, "odd", "--batch-size", "3", launched=launched)
     assert finish(proc) != 0
     assert "error: --batch-size 3 does not split over 2 processes" in log(tmp_path, "odd")
     assert not (tmp_path / "odd").exists()
