@@ -6,8 +6,10 @@ plain BatchNorm each rank normalises by the statistics of its own share of the b
 SyncBatchNorm, which would pool them, runs on CUDA only), no scale augmentation (no padded, ignored
 pixels: each rank's loss is a mean over as many pixels as the other's, so the mean of the ranks'
 gradients is the one-process gradient) and depth weight 0 (berHu's threshold is 0.2 x the largest error of each rank's share of the batch, not of the
-global batch). What remains is float summation order (the gradient all-reduce):
-weights agree to 1e-5, while another seed moves them by far more (checked)."""
+global batch). What remains is float summation order (the gradient all-reduce, the half-batch
+convolutions): one step's gradients agree to ~1e-6 relative, and 16 SGD steps from random initialisation
+at lr 1e-2 grow that to 1.7e-4 at most in the weights (measured); TOL is 1e-3, while another seed moves
+the weights by more than 100 x TOL (checked)."""
 from __future__ import annotations
 
 import json
@@ -31,7 +33,7 @@ MTDISTILL = Path(sys.executable).with_name("mtdistill")
 STEPS = 16                      # 4 epochs of 16 frames / global batch 4
 ARGS = ("--epochs", "4", "--batch-size", "4", "--workers", "0", "--seed", "3", "--amp", "off", "--device", "cpu",
         "--scale", "1", "1", "--depth-weight", "0", "--batch-norm", "frozen", "--ckpt-every", "2")
-TOL = 1e-5
+TOL = 1e-3
 
 pytestmark = pytest.mark.skipif(not MTDISTILL.exists(), reason=f"no {MTDISTILL} (pip install -e .)")
 
