@@ -20,11 +20,11 @@ import torch
 
 from pipeline.checkpoint import build_model, load_checkpoint, model_tasks, param_groups
 from pipeline.runtime import console, json_safe, progress_bar
+from pipeline.train import distributed
 from pipeline.train.augment import cutmix
 from pipeline.train.config import TrainConfig, lr_factor
 from pipeline.train.data import AugmentedItems, RunSampler, make_loader
-from pipeline.train.distributed import (World, check_world, distribute, join_world, leave_world,
-                                         mean_over_ranks, train_mode)
+from pipeline.train.distributed import World, train_mode
 from stores.dataset import FrameDataset, resolve_policy
 from stores.errors import UserError
 from stores.files import atomic_write
@@ -120,7 +120,7 @@ def build_run(cfg: TrainConfig, resume: dict | None, world: World, device: torch
         torch.set_rng_state(resume["rng"]["torch"])
     else:
         init_depth_bias(model, data)
-    run.net = distribute(model, world, device, cfg.batch_norm)
+    run.net = distributed.distribute(model, world, device, cfg.batch_norm)
     return run
 
 
@@ -196,7 +196,7 @@ def end_of_epoch(run: Run, losses: dict, timing: dict, steps_per_epoch: int, val
     appended to metrics.jsonl by rank 0 (which alone evaluates); every rank must call it."""
     elapsed = time.perf_counter() - timing["t0"]
     metrics = {"epoch": math.ceil(run.step / steps_per_epoch), "step": run.step,
-               **{f"loss_{k}": v.item() for k, v in mean_over_ranks(losses, run.world).items()},
+               **{f"loss_{k}": v.item() for k, v in distributed.mean_over_ranks(losses, run.world).items()},
                "images_per_s": timing["seen"] * run.world.size / elapsed, "data_wait_frac": timing["wait"] / elapsed,
                "lr_decoder": run.opt.param_groups[1]["lr"]}
     if not run.world.main:
@@ -246,9 +246,9 @@ def train(cfg: TrainConfig, resume: bool = False, evaluate_fn=None) -> dict:
     old = load_checkpoint(ckpt_path) if resume else None
     if old:
         check_resumable(old, cfg, ckpt_path)
-    world, device = join_world(cfg.device)
+    world, device = distributed.join_world(cfg.device)
     try:
-        check_world(cfg.batch_size, cfg.batch_norm, world, device)
+        distributed.check_world(cfg.batch_size, cfg.batch_norm, world, device)
         run = build_run(cfg, old, world, device)
         run.started = bool(old)
         if not old:
@@ -262,7 +262,7 @@ def train(cfg: TrainConfig, resume: bool = False, evaluate_fn=None) -> dict:
         val_idx = run.store.indices(cfg.val_split) if cfg.val_split else np.array([], int)
         metrics = run_steps(run, loader, sampler.steps_per_epoch, val_idx, evaluate_fn)
     finally:
-        leave_world()
+        distributed.leave_world()
     return {"checkpoint": str(ckpt_path), "step": run.step, "total_steps": run.total, "metrics": metrics,
             "snapshot": run.store.snapshot_id}
 
