@@ -12,6 +12,7 @@ at lr 1e-2 grow that to 1.7e-4 at most in the weights (measured); TOL is 1e-3, w
 the weights by more than 100 x TOL (checked)."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -26,6 +27,7 @@ import torch
 from conftest import CLASSES, H, W, ingest, random_frames, run_cli
 
 from pipeline.checkpoint import load_checkpoint
+from pipeline.train import loop
 from stores.repo import FrameStore
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -135,9 +137,12 @@ def test_kill_of_one_rank_then_resume_on_one_process(ddp_store, launched):
     assert_same_weights(one, done)
 
 
-def test_one_process_run_resumes_on_two(ddp_store, launched):
+def test_one_process_run_resumes_on_two(ddp_store, launched, monkeypatch):
     store, out, one = ddp_store
-    run_cli("train", store, "--run", "grow", "--out", out, *ARGS, "--stop-after", "6")
+    real = loop.train       # stop the one-process run after step 6, as if killed (stop_after has no CLI option)
+    monkeypatch.setattr(loop, "train", lambda cfg, **kw: real(dataclasses.replace(cfg, stop_after=6), **kw))
+    run_cli("train", store, "--run", "grow", "--out", out, *ARGS)
+    monkeypatch.undo()
     assert load_checkpoint(out / "grow" / "last.pt")["step"] == 6
     assert finish(torchrun(store, out, "grow", "--resume", launched=launched)) == 0, log(out, "grow")
     done = load_checkpoint(out / "grow" / "last.pt")
