@@ -102,6 +102,10 @@ def loop_options(fn):
                      help="Ignore this share of the highest-loss pseudo-labeled pixels of each batch."),
         click.option("--strong-augment", is_flag=True,
                      help="Colour jitter and blur on samples with pseudo targets, CutMix within batches."),
+        click.option("--batch-norm", type=click.Choice(["plain", "sync", "frozen"]), default="plain",
+                     show_default=True,
+                     help="plain: batch statistics (under torchrun, of each process's share); sync: SyncBatchNorm "
+                          "over the global batch (torchrun on CUDA); frozen: fixed running statistics."),
         click.option("--resume", is_flag=True, help="Continue the run from its last checkpoint."),
     ]):
         fn = opt(fn)

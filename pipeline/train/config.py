@@ -54,10 +54,13 @@ class TrainConfig:
     pretrained: bool = False
     ckpt_every: int = 0                           # steps between checkpoints; 0 = at each epoch end
     stop_after: int = 0                           # stop (as if killed) after this many steps; 0 = never
+    batch_norm: str = "plain"                     # "plain" (under torchrun: per process), "sync" (CUDA), "frozen"
 
     def __post_init__(self):
         if self.amp not in ("auto", "on", "off"):
             raise UserError(f"amp {self.amp!r}: choose auto, on or off")
+        if self.batch_norm not in ("plain", "sync", "frozen"):
+            raise UserError(f"batch_norm {self.batch_norm!r}: choose plain, sync or frozen")
         if self.optimizer not in OPTIMIZERS:
             raise UserError(f"optimizer {self.optimizer!r}: choose one of {list(OPTIMIZERS)}")
         if self.lr_encoder is None:

@@ -15,11 +15,16 @@ from stores.lifetime import die_with
 
 class RunSampler(torch.utils.data.Sampler):
     """Batches of (epoch, position, item) for every remaining step of the run, from `start_step` on.
-    Each epoch is a permutation drawn from (seed, epoch); incomplete last batches are dropped."""
+    Each epoch is a permutation drawn from (seed, epoch); incomplete last batches are dropped. `batch` is
+    the global batch; with `world_size` processes, rank `rank` gets items [rank*b, (rank+1)*b) of it
+    (b = batch / world_size), so the order does not depend on the number of processes."""
 
-    def __init__(self, n: int, batch: int, epochs: int, seed: int, start_step: int = 0):
+    def __init__(self, n: int, batch: int, epochs: int, seed: int, start_step: int = 0, rank: int = 0,
+                 world_size: int = 1):
         self.n, self.batch, self.epochs, self.seed, self.start = n, batch, epochs, seed, start_step
         self.steps_per_epoch = max(1, n // batch)
+        share = batch // world_size
+        self.share = range(rank * share, (rank + 1) * share)
 
     def __len__(self):
         return self.epochs * self.steps_per_epoch - self.start
@@ -30,7 +35,7 @@ class RunSampler(torch.utils.data.Sampler):
             perm = np.random.default_rng([self.seed, epoch]).permutation(self.n)
             if self.n < self.batch:                      # tiny sets: repeat to fill one batch
                 perm = np.resize(perm, self.batch)
-            yield [(epoch, k * self.batch + j, int(perm[k * self.batch + j])) for j in range(self.batch)]
+            yield [(epoch, k * self.batch + j, int(perm[k * self.batch + j])) for j in self.share]
 
 
 class AugmentedItems(torch.utils.data.Dataset):

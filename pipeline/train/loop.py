@@ -3,24 +3,28 @@
 Reads in order: seed -> data -> model -> optimiser -> resume -> steps (train, evaluate each epoch,
 checkpoint). Data is one store snapshot (recorded in the checkpoint and tagged `train/<run>`), targets
 come from the merge rule (stores/merge.py). Sample order and augmentation are functions of (seed,
-epoch, position), so `--resume` after a kill reaches the same weights as an uninterrupted run.
+epoch, position), so `--resume` after a kill reaches the same weights as an uninterrupted run. Under
+torchrun each process trains on its share of every batch through DDP (pipeline/train/distributed.py) and
+only rank 0 writes; the order is that of the global batch, so a run resumes on any number of processes.
 """
 from __future__ import annotations
 
 import json
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from pipeline.checkpoint import build_model, load_checkpoint, model_tasks, param_groups
-from pipeline.runtime import console, json_safe, progress_bar, resolve_device
+from pipeline.runtime import console, json_safe, progress_bar
+from pipeline.train import distributed
 from pipeline.train.augment import cutmix
 from pipeline.train.config import TrainConfig, lr_factor
 from pipeline.train.data import AugmentedItems, RunSampler, make_loader
+from pipeline.train.distributed import World, train_mode
 from stores.dataset import FrameDataset, resolve_policy
 from stores.errors import UserError
 from stores.files import atomic_write
@@ -37,7 +41,8 @@ __all__ = ["TrainConfig", "train"]
 
 @dataclass
 class Run:
-    """What a run holds between steps: its data, model, optimiser and position."""
+    """What a run holds between steps: its data, model, optimiser and position. `model` is the bare module
+    (checkpointed, evaluated); `net` is what the steps run (its DDP wrapper under torchrun, else `model`)."""
     cfg: TrainConfig
     store: FrameStore
     arch: dict
@@ -52,6 +57,8 @@ class Run:
     saved_step: int | None = None     # step of the checkpoint on disk, if any
     bf16: bool = False                # bf16 autocast + channels_last (use_bf16, decided once in build_run)
     started: bool = False      # run folder, config.json and train/<run> tag written (after the first step)
+    world: World = field(default_factory=World)
+    net: torch.nn.Module | None = None
 
     @property
     def dir(self) -> Path:
@@ -91,9 +98,8 @@ def check_targets(store: FrameStore, cfg: TrainConfig, idx, tasks) -> None:
         console.print(f"note: split {cfg.split!r} has no {t} annotation: the {t} head will not learn")
 
 
-def build_run(cfg: TrainConfig, resume: dict | None) -> Run:
-    """seed -> data -> model -> optimiser -> resume. Raises UserError before anything is written."""
-    device = resolve_device(cfg.device)
+def build_run(cfg: TrainConfig, resume: dict | None, world: World, device: torch.device) -> Run:
+    """seed -> data -> model -> optimiser -> resume -> DDP. Raises UserError before anything is written."""
     torch.manual_seed(cfg.seed)
     store, arch, tasks, data = open_data(cfg, resume)
     model = build_model(arch, encoder_weights=cfg.encoder_weights, pretrained=cfg.pretrained).to(device)
@@ -108,7 +114,7 @@ def build_run(cfg: TrainConfig, resume: dict | None) -> Run:
     else:
         opt = torch.optim.SGD(groups, lr=cfg.lr_decoder, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     loss_fn = MultiTaskLoss({t: w for t, w in cfg.task_weights if t in tasks}, pseudo_drop=cfg.pseudo_drop)
-    run = Run(cfg, store, arch, tasks, data, device, model, opt, loss_fn, bf16=bf16)
+    run = Run(cfg, store, arch, tasks, data, device, model, opt, loss_fn, bf16=bf16, world=world)
     if resume:
         model.load_state_dict(resume["model"])
         opt.load_state_dict(resume["optimizer"])
@@ -116,15 +122,19 @@ def build_run(cfg: TrainConfig, resume: dict | None) -> Run:
         torch.set_rng_state(resume["rng"]["torch"])
     else:
         init_depth_bias(model, data)
+    run.net = distributed.distribute(model, world, device, cfg.batch_norm)
     return run
 
 
 def start_run(run: Run) -> None:
     """Make the run's folder, tag the snapshot it reads and write config.json (a new run only). Called
-    once the first step has succeeded: a run refused or failing before that leaves nothing behind."""
+    once the first step has succeeded: a run refused or failing before that leaves nothing behind. Rank 0 only."""
+    if not run.world.main:
+        return
     tag_run(run.store, run.cfg.run)
     run.dir.mkdir(parents=True, exist_ok=True)
-    atomic_write(run.dir / "config.json", lambda tmp: tmp.write_text(json.dumps(run.cfg.to_dict(), indent=2)))
+    atomic_write(run.dir / "config.json", lambda tmp: tmp.write_text(json.dumps(
+        {**run.cfg.to_dict(), "world_size": run.world.size}, indent=2)))
 
 
 def train_step(run: Run, batch: dict) -> dict[str, torch.Tensor]:
@@ -139,7 +149,7 @@ def train_step(run: Run, batch: dict) -> dict[str, torch.Tensor]:
     if run.bf16:
         x = x.contiguous(memory_format=torch.channels_last)
     with torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=run.bf16):
-        out = run.model(x)
+        out = run.net(x)
     out = {k: v.float() for k, v in out.items()}
     targets = {t: batch[t].to(run.device, non_blocking=True)
                for t in (*run.tasks, *(SOFT_KEYS if "segm" in run.tasks and "segm_topk" in batch else ()))}
@@ -185,16 +195,19 @@ def check_finite(run: Run, losses: dict[str, torch.Tensor]) -> None:
 
 
 def end_of_epoch(run: Run, losses: dict, timing: dict, steps_per_epoch: int, val_idx, evaluate_fn) -> dict:
-    """Epoch metrics (losses, images/s, data-wait share, lr, val metrics), appended to metrics.jsonl."""
+    """Epoch metrics (losses averaged over ranks, images/s of all ranks, data-wait share, lr, val metrics),
+    appended to metrics.jsonl by rank 0 (which alone evaluates); every rank must call it."""
     elapsed = time.perf_counter() - timing["t0"]
     metrics = {"epoch": math.ceil(run.step / steps_per_epoch), "step": run.step,
-               **{f"loss_{k}": v.item() for k, v in losses.items()},
-               "images_per_s": timing["seen"] / elapsed, "data_wait_frac": timing["wait"] / elapsed,
+               **{f"loss_{k}": v.item() for k, v in distributed.mean_over_ranks(losses, run.world).items()},
+               "images_per_s": timing["seen"] * run.world.size / elapsed, "data_wait_frac": timing["wait"] / elapsed,
                "lr_decoder": run.opt.param_groups[1]["lr"]}
+    if not run.world.main:
+        return metrics
     if len(val_idx):
         run.model.eval()
         metrics["val"] = evaluate_fn(run.model, run.store, val_idx, device=run.device, tasks=run.tasks)
-        run.model.train()
+        train_mode(run.model, run.cfg.batch_norm)
     with open(run.dir / "metrics.jsonl", "a") as f:
         f.write(json.dumps(json_safe(metrics)) + "\n")
     return metrics
@@ -202,7 +215,11 @@ def end_of_epoch(run: Run, losses: dict, timing: dict, steps_per_epoch: int, val
 
 def save_checkpoint(run: Run, metrics: dict) -> None:
     """Write OUT/RUN/last.pt atomically: weights, optimiser, step, config, arch, snapshot, merge policy,
-    classes, tasks, RNG state and the last epoch's metrics (a plain dict, weights_only-loadable)."""
+    classes, tasks, RNG state, world_size and the last epoch's metrics (a plain dict, weights_only-loadable).
+    Rank 0 only."""
+    run.saved_step = run.step
+    if not run.world.main:
+        return
     cfg = run.cfg
     ckpt = {"model": {k: v.detach().cpu() for k, v in run.model.state_dict().items()},
             "optimizer": run.opt.state_dict(),
@@ -211,9 +228,8 @@ def save_checkpoint(run: Run, metrics: dict) -> None:
             "step": run.step, "config": cfg.to_dict(), "arch": run.arch, "snapshot": run.store.snapshot_id,
             "store": cfg.store if is_url(cfg.store) else str(Path(cfg.store).resolve()), "merge_policy": run.data.policy.to_dict(),
             "classes": run.store.classes, "tasks": list(run.tasks), "rng": {"torch": torch.get_rng_state()},
-            "metrics": metrics or {}}
+            "world_size": run.world.size, "metrics": metrics or {}}
     atomic_write(run.dir / "last.pt", lambda tmp: torch.save(ckpt, tmp))
-    run.saved_step = run.step
 
 
 def train(cfg: TrainConfig, resume: bool = False, evaluate_fn=None) -> dict:
@@ -221,7 +237,7 @@ def train(cfg: TrainConfig, resume: bool = False, evaluate_fn=None) -> dict:
 
     Returns {"checkpoint": path of OUT/RUN/last.pt, "step", "total_steps", "metrics" (last epoch's),
     "snapshot"}. Raises UserError (nothing written) for a missing or existing run, a changed config on
-    resume, an unknown device or an empty split."""
+    resume, an unknown device, an empty split or a batch the torchrun processes cannot split evenly."""
     from pipeline.evaluate.evaluate import evaluate_model
 
     evaluate_fn = evaluate_fn or evaluate_model
@@ -233,17 +249,23 @@ def train(cfg: TrainConfig, resume: bool = False, evaluate_fn=None) -> dict:
     old = load_checkpoint(ckpt_path) if resume else None
     if old:
         check_resumable(old, cfg, ckpt_path)
-    run = build_run(cfg, old)
-    run.started = bool(old)
-    if not old:
-        check_run_tag(run.store, cfg.run)
-    spe = max(1, len(run.data) // cfg.batch_size)
-    epochs = math.ceil(cfg.steps / spe) if cfg.steps else cfg.epochs
-    sampler = RunSampler(len(run.data), cfg.batch_size, epochs, cfg.seed, start_step=run.step)
-    run.total = cfg.steps or epochs * spe
-    loader = make_loader(AugmentedItems(run.data, cfg.augment, cfg.seed), sampler, cfg.workers)
-    val_idx = run.store.indices(cfg.val_split) if cfg.val_split else np.array([], int)
-    metrics = run_steps(run, loader, sampler.steps_per_epoch, val_idx, evaluate_fn)
+    world, device = distributed.join_world(cfg.device)
+    try:
+        distributed.check_world(cfg.batch_size, cfg.batch_norm, world, device)
+        run = build_run(cfg, old, world, device)
+        run.started = bool(old)
+        if not old:
+            check_run_tag(run.store, cfg.run)
+        spe = max(1, len(run.data) // cfg.batch_size)
+        epochs = math.ceil(cfg.steps / spe) if cfg.steps else cfg.epochs
+        sampler = RunSampler(len(run.data), cfg.batch_size, epochs, cfg.seed, start_step=run.step,
+                             rank=world.rank, world_size=world.size)
+        run.total = cfg.steps or epochs * spe
+        loader = make_loader(AugmentedItems(run.data, cfg.augment, cfg.seed), sampler, cfg.workers)
+        val_idx = run.store.indices(cfg.val_split) if cfg.val_split else np.array([], int)
+        metrics = run_steps(run, loader, sampler.steps_per_epoch, val_idx, evaluate_fn)
+    finally:
+        distributed.leave_world()
     return {"checkpoint": str(ckpt_path), "step": run.step, "total_steps": run.total, "metrics": metrics,
             "snapshot": run.store.snapshot_id}
 
@@ -252,7 +274,7 @@ def run_steps(run: Run, loader, steps_per_epoch: int, val_idx, evaluate_fn) -> d
     """The step loop with its progress bar, epoch ends and checkpoints; returns the last epoch's metrics."""
     cfg, metrics = run.cfg, {}
     timing = {"seen": 0, "wait": 0.0, "t0": time.perf_counter()}
-    run.model.train()
+    train_mode(run.model, cfg.batch_norm)
     with progress_bar(f"train {cfg.run}", run.total, unit="steps") as advance:
         advance(run.step)
         t_ready = time.perf_counter()
