@@ -56,5 +56,5 @@ def teacher_report(store, teachers, *, split: str | None = None, limit: int = 0,
             tally.add_arrays(task, chunk[mine], real, teacher.predict(rgb[mine]))
     head = {"store": str(store.path), "snapshot": store.snapshot_id, "pseudo": None, "split": split,
             "teacher_specs": [list(t) for t in teachers],
-            "teachers": {t: v.provenance() for t, v in sorted(opened.items())}, "labeled_frames": int(len(frames))}
+            "teachers": {t: v.provenance() for t, v in sorted(opened.items())}, "labeled_frames": len(frames)}
     return tally_report(tally, sorted(opened), head, "teacher", "no frame with both a prediction and a real target")
