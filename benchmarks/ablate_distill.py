@@ -113,14 +113,14 @@ def run_seed(seed: int, out: Path, variants, base: dict) -> dict:
 def table(per_seed: dict) -> str:
     """Markdown: variant x regime, mean (min..max over seeds) of val mIoU % and RMSE m."""
     seeds = sorted(per_seed)
-    names = list(per_seed[seeds[0]])
+    names = list(dict.fromkeys(n for s in seeds for n in per_seed[s]))        # every variant of any seed
     lines = ["| variant (val split) | (a) mIoU % | (a) RMSE m | (b) mIoU % | (b) RMSE m | (c) mIoU % | (c) RMSE m |",
              "|---|---|---|---|---|---|---|"]
     for name in names:
         cells = []
         for key in ALL:
             for m, nd in (("miou", 1), ("rmse", 3)):
-                v = [per_seed[s][name][key][m] for s in seeds if key in per_seed[s][name]]
+                v = [per_seed[s][name][key][m] for s in seeds if key in per_seed[s].get(name, {})]
                 if not v:
                     cells.append("")
                     continue

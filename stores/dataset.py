@@ -13,6 +13,7 @@ from torch.utils.data import Dataset
 
 from stores.errors import StoreError
 from stores.merge import OBSERVED, MergePolicy, merge_targets
+from stores.schema import TOPK_ARRAYS
 
 
 class FrameDataset(Dataset):
@@ -45,7 +46,7 @@ class FrameDataset(Dataset):
             arrays = {"rgb": root["frames/rgb"], "segm": root["real/segm"], "depth": root["real/depth"]}
             if self.policy.pseudo is not None:
                 g = root[f"pseudo/{self.policy.pseudo}"]
-                keys = ("segm", "conf", "depth", "depth_conf", *(("topk_class", "topk_prob") if self.policy.segm_soft else ()))
+                keys = ("segm", "conf", "depth", "depth_conf", *(TOPK_ARRAYS if self.policy.segm_soft else ()))
                 arrays.update({f"p_{k}": g[k] for k in keys if k in g})
             self._store = (store, arrays)
         return self._store[1]

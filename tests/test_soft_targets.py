@@ -106,7 +106,7 @@ def test_augment_moves_soft_maps_with_the_labels():
     assert pad.any() and (small["segm_topk"][:, pad] == 255).all() and (small["segm_topk_p"][:, pad] == 0).all()
 
 
-def test_train_segm_soft_end_to_end_and_refusal(store, cluster, tmp_path):
+def test_train_segm_soft_end_to_end_and_refusal(store, cluster, tmp_path, monkeypatch):
     run_label(cfg(store, cluster, name="hard"))
     run_label(cfg(store, cluster, name="soft", topk=2))
     s = store.reopen()
@@ -116,6 +116,16 @@ def test_train_segm_soft_end_to_end_and_refusal(store, cluster, tmp_path):
             "--split", "train", "--val-split", ""]
     r = run_cli(*base, "--run", "nope", "--pseudo", "hard", "--segm-soft", ok=False)
     assert "label it with --topk K" in r.output and "Traceback" not in r.output
+    from student import losses
+
+    calls = []
+
+    def counting(logits, target, classes, probs, **kw):
+        calls.append(int((probs > 0).any(1).sum()))                      # soft pixels in the batch
+        return soft_segm_loss(logits, target, classes, probs, **kw)
+
+    monkeypatch.setattr(losses, "soft_segm_loss", counting)
     run_cli(*base, "--run", "soft", "--pseudo", "soft", "--segm-soft")
+    assert len(calls) == 2 and sum(calls) > 0                    # every step went through the soft loss
     ckpt = torch.load(tmp_path / "soft" / "last.pt", weights_only=True)
     assert ckpt["merge_policy"]["segm_soft"] is True and ckpt["step"] == 2

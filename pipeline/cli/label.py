@@ -161,30 +161,52 @@ def label(store, teachers, name, remap, flip, frames, topk, workers, threads_per
 # ---- qa -------------------------------------------------------------------------------------------
 @click.command()
 @click.argument("store", type=STORE)
-@click.option("--pseudo", type=TEXT, required=True, help="Pseudo-label set to assess.")
+@click.option("--pseudo", type=TEXT, default=None, help="Pseudo-label set to assess.")
+@click.option("--teacher", "teachers", multiple=True,
+              help="Or assess teachers before labeling: segm=FILE and/or depth=FILE, as `label --teacher` takes them "
+                   "(run here on the frames with real targets; nothing is written).")
+@click.option("--remap", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="With --teacher: ontology remap for the segm teacher.")
+@click.option("--flip", is_flag=True, help="With --teacher: horizontal-flip TTA.")
+@click.option("--limit", type=count(0, 10**9), default=0, show_default=True,
+              help="With --teacher: at most this many frames, evenly spread (0 = all with real targets).")
 @click.option("--split", type=TEXT, default=None, help="Only this split (default: all frames).")
 @click.option("--ref", type=REF, default="main", show_default=True)
 @click.option("--out", type=out_folder(), default=None,
               help="Write qa.json and reliability.png here.")
 @click.option("--json", "as_json", is_flag=True)
 @user_errors
-def qa(store, pseudo, split, ref, out, as_json):
-    """How far to trust a teacher: its pseudo-labels against real targets where both exist.
+def qa(store, pseudo, teachers, remap, flip, limit, split, ref, out, as_json):
+    """How far to trust a teacher: its pseudo-labels (or, with --teacher, its predictions) against real
+    targets where both exist.
 
     mIoU and per-class IoU, confidence calibration (accuracy per bin, ECE, accuracy above each
-    --segm-threshold), depth RMSE / abs rel / delta1. Label with --frames all to have frames to compare.
+    --segm-threshold), depth RMSE / abs rel / delta1, a held-out depth check, one verdict per task.
+    Label with --frames all to have frames to compare.
 
     \b
-    Example:
+    Examples:
       mtdistill label data.ice --teacher segm=segm.pt --name check --frames all
       mtdistill qa data.ice --pseudo check --split val --out qa/check
+      mtdistill qa data.ice --teacher segm=hf:nvidia/segformer-b0-finetuned-ade-512-512 --split val --limit 200
     """
     from pipeline.evaluate.qa import format_report, quality_report, reliability_plot
     from pipeline.runtime import json_safe
     from stores.repo import FrameStore
 
+    if bool(pseudo) == bool(teachers):
+        raise UserError("give either --pseudo NAME (a labeled set) or --teacher TASK=FILE (a teacher to try)")
+    if not teachers and (remap or flip or limit):
+        raise UserError("--remap, --flip and --limit go with --teacher")
     s = FrameStore.open(store, ref)
-    report = json_safe(quality_report(s, pseudo, split))
+    if teachers:
+        from pipeline.evaluate.qa_teacher import teacher_report
+        from pipeline.label.job import parse_teachers
+
+        report = teacher_report(s, parse_teachers(teachers), split=split, limit=limit, remap=remap, flip=flip)
+    else:
+        report = quality_report(s, pseudo, split)
+    report = json_safe(report)
     if out:
         Path(out).mkdir(parents=True, exist_ok=True)
         if "segm" in report:

@@ -24,6 +24,7 @@ def show(store, ref, as_json):
     from stores.repo import FrameStore
     from rich.filesize import decimal as human_bytes
 
+    from stores.schema import TOPK_ARRAYS
     from stores.summary import summarize
 
     info = summarize(FrameStore.open(store, ref))
@@ -43,7 +44,7 @@ def show(store, ref, as_json):
         for name, p in info["pseudo"].items():
             teachers = ", ".join(f"{t}={v.get('name', '?')}" for t, v in p["teachers"].items()) or "-"
             stored = p["bytes_stored"]
-            soft = sum(stored.get(k, 0) for k in ("topk_class", "topk_prob"))
+            soft = sum(stored.get(k, 0) for k in TOPK_ARRAYS)
             per_frame = (f", {human_bytes(sum(stored.values()) / p['frames'])}/frame stored"
                          + (f" (top-{p['topk']} soft targets {human_bytes(soft / p['frames'])})" if soft else "")
                          if p["frames"] else "")

@@ -132,8 +132,10 @@ def build_config(store, arch: dict, run: str, policy, task_weights, **options):
 
 def summarize_run(result: dict) -> None:
     """Print one line about a finished run: step / total steps, val mIoU % and RMSE (m) when present,
-    checkpoint path and store snapshot.
+    checkpoint path and store snapshot (under torchrun on rank 0 only, which wrote it).
     """
+    if result.get("rank"):
+        return
     m = result["metrics"].get("val", {})
     parts = []
     if "segm" in m:

@@ -18,7 +18,7 @@ PSEUDO = "teachers"
 @dataclass(frozen=True)
 class DemoConfig:
     """Settings of `mtdistill demo` (its options plus fixed ones); the defaults are sized for a CPU,
-    `full()` gives the GPU-sized variant.
+    `full()` gives the GPU-sized variant. UserError for segm_soft without segm_topk.
     """
     out: str = "demo_out"
     preset: str = "outdoor"                  # outdoor (KITTI-6) learns within a CPU budget; indoor has 40 classes
@@ -53,6 +53,10 @@ class DemoConfig:
     seed: int = 0
     device: str = "auto"
     workers: int = 2                         # labeling workers and DataLoader workers
+
+    def __post_init__(self):
+        if self.segm_soft and not self.segm_topk:
+            raise UserError("segm_soft learns the teacher's top-k classes: set segm_topk (e.g. 3)")
 
     @classmethod
     def full(cls, **kw) -> "DemoConfig":

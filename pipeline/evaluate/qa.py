@@ -101,24 +101,28 @@ class _Tally:
         self.used = {"segm": 0, "depth": 0}                            # frames with the real target
 
     def add(self, store, g, task: str, idx: np.ndarray) -> None:
-        """Frames `idx` (sorted, inside one shard) that have the real target of `task`."""
-        self.used[task] += len(idx)
+        """Frames `idx` (sorted, inside one shard) of pseudo set `g` that have the real target of `task`."""
         lo, hi = int(idx.min()), int(idx.max()) + 1
         rel = idx - lo
+        keys = ("segm", "conf") if task == "segm" else ("depth",)
+        self.add_arrays(task, idx, store.root[f"real/{task}"][lo:hi][rel], {k: g[k][lo:hi][rel] for k in keys})
+
+    def add_arrays(self, task: str, idx: np.ndarray, real: np.ndarray, pseudo: dict) -> None:
+        """Frames `idx` with real target `real` (B, H, W) and the teacher's {"segm", "conf"} uint8 or {"depth"}
+        metres (B, H, W), as stored in a pseudo set or returned by Teacher.predict."""
+        self.used[task] += len(idx)
         if task == "segm":
-            real, pseudo, conf = (store.root["real/segm"][lo:hi][rel], g["segm"][lo:hi][rel],
-                                  g["conf"][lo:hi][rel])
-            valid, both = real != 255, (real != 255) & (pseudo != 255)
-            self.segm.update(pseudo, real)             # 255 on either side is ignored
-            self.calib.update(conf[both], pseudo[both] == real[both])
+            labels, conf = pseudo["segm"], pseudo["conf"]
+            valid, both = real != 255, (real != 255) & (labels != 255)
+            self.segm.update(labels, real)             # 255 on either side is ignored
+            self.calib.update(conf[both], labels[both] == real[both])
             self.cover["segm"][0] += int(both.sum())
             self.cover["segm"][1] += int(valid.sum())
         else:
-            real = store.root["real/depth"][lo:hi][rel]
-            pseudo = g["depth"][lo:hi][rel].astype(np.float32)
-            both = (real > 0) & (pseudo > 0)
-            self.depth.update(pseudo, np.where(both, real, 0))
-            for i, r, p in zip(idx, real, pseudo):
+            depth = pseudo["depth"].astype(np.float32)
+            both = (real > 0) & (depth > 0)
+            self.depth.update(depth, np.where(both, real, 0))
+            for i, r, p in zip(idx, real, depth):
                 self.add_held_out(int(i), r, p)
             self.cover["depth"][0] += int(both.sum())
             self.cover["depth"][1] += int((real > 0).sum())
@@ -159,14 +163,22 @@ def quality_report(store, name: str, split: str | None = None) -> dict:
         for task in tasks:
             if has[task][sel].any():
                 tally.add(store, g, task, sel[has[task][sel]])
+    return tally_report(tally, tasks, {"store": str(store.path), "snapshot": store.snapshot_id, "pseudo": name,
+                                       "split": split, "teachers": dict(g.attrs.get("teachers", {})),
+                                       "labeled_frames": int(len(frames))},
+                        f"pseudo set {name!r}", "label with --frames all so frames with real targets get "
+                        "pseudo-labels too")
+
+
+def tally_report(tally: _Tally, tasks, head: dict, what: str, hint: str) -> dict:
+    """The report dict (`head` + per-task figures + verdicts) of a tally; UserError naming `what` and `hint`
+    when no task had a pixel to compare."""
     missing = {t: _not_measured(t, tally.used[t]) for t in tasks if not tally.cover[t][0]}
     if len(missing) == len(tasks):
-        raise UserError(f"{store.path}: pseudo set {name!r}{f' in split {split!r}' if split else ''}: "
-                        + "; ".join(missing.values()) + "; nothing to measure the teacher on "
-                        "(label with --frames all so frames with real targets get pseudo-labels too)")
-    out = {"store": str(store.path), "snapshot": store.snapshot_id, "pseudo": name, "split": split,
-           "teachers": dict(g.attrs.get("teachers", {})), "labeled_frames": int(len(frames)),
-           "not_measured": missing}
+        split = head.get("split")
+        raise UserError(f"{head['store']}: {what}{f' in split {split!r}' if split else ''}: "
+                        + "; ".join(missing.values()) + f"; nothing to measure the teacher on ({hint})")
+    out = {**head, "not_measured": missing}
     if "segm" in tasks and "segm" not in missing:
         out["segm"] = {**tally.segm.compute(), "frames": tally.used["segm"], "coverage": tally.coverage("segm"),
                        "calibration": tally.calib.summary()}
@@ -245,7 +257,9 @@ def _num(v, fmt: str, scale: float = 1.0) -> str:
 
 def format_report(r: dict, class_names) -> str:
     """The report for people; a task without a comparison says why instead of printing a figure."""
-    lines = [f"pseudo set {r['pseudo']!r} vs real targets ({r['labeled_frames']} labeled frames"
+    what = f"pseudo set {r['pseudo']!r}" if r.get("pseudo") else "teacher " + ", ".join(
+        f"{t}={v.get('name', '?')}" for t, v in r.get("teachers", {}).items())
+    lines = [f"{what} vs real targets ({r['labeled_frames']} labeled frames"
              f"{', split ' + r['split'] if r['split'] else ''}; store snapshot {r['snapshot']})"]
     if "segm" in r:
         s, c = r["segm"], r["segm"]["calibration"]

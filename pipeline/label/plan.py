@@ -55,6 +55,8 @@ def open_teachers(store, teachers, *, remap=None, flip: bool = False, batch_size
     UserError naming the teacher for any of these problems, or a top-k above the store's class count."""
     from teachers.base import load_teacher
 
+    if topk > len(store.classes):
+        raise UserError(f"--topk {topk}: the store has only {len(store.classes)} classes")
     out = {}
     for task, spec in teachers:
         def open_spec(spec, task=task):
@@ -63,8 +65,6 @@ def open_teachers(store, teachers, *, remap=None, flip: bool = False, batch_size
                                 batch_size=batch_size, topk=topk if task == "segm" else 0)
         out[task] = anchor_relative(open_spec(spec), store, open_spec)
         out[task].check_classes(store.classes, tuple(store.frame_size))
-    if topk > len(store.classes):
-        raise UserError(f"--topk {topk}: the store has only {len(store.classes)} classes")
     return out
 
 

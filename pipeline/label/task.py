@@ -23,6 +23,7 @@ import numpy as np
 from distributed.diagnostics.plugin import WorkerPlugin
 
 from pipeline.label.anchor import FIT_FIELDS, predict_depth
+from stores.schema import TOPK_ARRAYS
 
 DEPTH_CONF_SCALE = 0.1          # relative flip disagreement at which depth_conf falls to 1/e
 FLOAT16_MAX = 65504.0
@@ -166,7 +167,7 @@ class TeacherPlugin(WorkerPlugin):
 
 def depth_with_conf(teacher, rgb: np.ndarray, real: np.ndarray | None = None) -> dict:
     """Flip TTA for depth: mean of the image's and the mirrored image's depth (mirrored back) and their
-    agreement as uint8 confidence. Same values as Teacher(flip=True) for the depth. Each pass is anchored
+    agreement as uint8 confidence. Each pass is anchored
     to `real` (anchor.predict_depth); "depth_fit" is the unmirrored pass's fits."""
     d, fits = predict_depth(teacher, rgb, real)                                          # (B, H, W)
     d_flip = predict_depth(teacher, rgb[:, :, ::-1], None if real is None else real[:, :, ::-1])[0][:, :, ::-1]
@@ -189,8 +190,7 @@ def shard_labels(job: ShardJob, rgb: np.ndarray, need: dict, timing: dict, real:
         out["depth_fit"] = np.full((n, len(FIT_FIELDS)), np.nan, np.float32)
     for t in job.teachers:
         if t.topk:
-            out.update(topk_class=np.full((n, t.topk, h, w), 255, np.uint8),
-                       topk_prob=np.zeros((n, t.topk, h, w), np.uint8))
+            out.update({k: np.full((n, t.topk, h, w), fill, dtype) for k, (dtype, fill) in TOPK_ARRAYS.items()})
     for t in job.teachers:
         idx = np.flatnonzero(need[t.task])
         if len(idx) == 0:
@@ -209,7 +209,7 @@ def shard_labels(job: ShardJob, rgb: np.ndarray, need: dict, timing: dict, real:
         timing["wait_s"] += t_start - t_wait
         timing["infer_s"] += time.perf_counter() - t_start
         if t.task == "segm":
-            for key in ("segm", "conf", *(("topk_class", "topk_prob") if t.topk else ())):
+            for key in ("segm", "conf", *(TOPK_ARRAYS if t.topk else ())):
                 out[key][idx] = p[key]
         else:
             out["depth"][idx] = np.clip(p["depth"], 0, FLOAT16_MAX)

@@ -4,7 +4,10 @@ the batch, DistributedDataParallel, and the few collectives the loop needs. Used
 Without torchrun's variables (RANK, WORLD_SIZE, LOCAL_RANK), or with WORLD_SIZE 1, a run is one process
 and nothing here changes what it computes. With WORLD_SIZE N > 1 each process joins a process group
 (NCCL on CUDA, gloo on the CPU), trains on 1/N of every global batch, and DDP averages the gradients, so
-N processes take the steps one process takes with the same global batch (up to float summation order).
+N processes take the steps one process takes with the same global batch up to float summation order, as
+long as nothing is computed over each process's share alone: that needs --batch-norm frozen or sync and no
+padded pixels, and berHu's threshold (0.2 x the largest depth error), --pseudo-drop's cut and
+--strong-augment's CutMix are taken per share (README, "Training on several processes").
 """
 from __future__ import annotations
 
@@ -50,19 +53,27 @@ def join_world(device_name: str) -> tuple[World, torch.device]:
     device = resolve_device(device_name)
     if world.size == 1:
         return world, device
-    if device.type == "cuda" and device_name.strip().lower() in ("auto", "cuda"):
+    if device.type == "cuda" and device_name.strip().lower() not in ("auto", "cuda"):
+        raise UserError(f"--device {device_name}: under torchrun each process takes cuda:LOCAL_RANK; "
+                        f"give --device cuda (or auto), and choose GPUs with CUDA_VISIBLE_DEVICES")
+    if device.type == "cuda":
         device = resolve_device(f"cuda:{world.local_rank}")
     if device.type == "cuda":
         torch.cuda.set_device(device)
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        _joined.append(True)
     return world, device
 
 
+_joined: list = []              # join_world created the process group (a caller's own group is left alone)
+
+
 def leave_world() -> None:
-    """Leave the process group joined by join_world (nothing to do for one process)."""
-    if dist.is_initialized():
+    """Leave the process group if join_world created it (nothing to do for one process)."""
+    if _joined and dist.is_initialized():
         dist.destroy_process_group()
+    _joined.clear()
 
 
 def check_world(batch_size: int, batch_norm: str, world: World, device: torch.device) -> None:

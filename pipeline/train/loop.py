@@ -5,7 +5,8 @@ checkpoint). Data is one store snapshot (recorded in the checkpoint and tagged `
 come from the merge rule (stores/merge.py). Sample order and augmentation are functions of (seed,
 epoch, position), so `--resume` after a kill reaches the same weights as an uninterrupted run. Under
 torchrun each process trains on its share of every batch through DDP (pipeline/train/distributed.py) and
-only rank 0 writes; the order is that of the global batch, so a run resumes on any number of processes.
+only rank 0 writes; the order is that of the global batch, so a run resumes on any number of processes
+(with the same weights up to float order under the conditions of pipeline/train/distributed.py).
 """
 from __future__ import annotations
 
@@ -30,13 +31,13 @@ from stores.errors import UserError
 from stores.files import atomic_write
 from stores.location import is_url
 from stores.merge import SRC_PSEUDO
-
-SOFT_KEYS = ("segm_topk", "segm_topk_p")     # top-k soft segmentation targets (MergePolicy.segm_soft)
 from stores.repo import FrameStore
 from student.losses import MultiTaskLoss
 from student.model import normalize
 
 __all__ = ["TrainConfig", "train"]
+
+SOFT_KEYS = ("segm_topk", "segm_topk_p")     # top-k soft segmentation targets (MergePolicy.segm_soft)
 
 
 @dataclass
@@ -156,7 +157,7 @@ def train_step(run: Run, batch: dict) -> dict[str, torch.Tensor]:
     pseudo = ({t: batch[f"{t}_src"].to(run.device, non_blocking=True) == SRC_PSEUDO for t in run.tasks}
               if run.cfg.pseudo_drop else None)
     losses = run.loss_fn(out, targets, pseudo)
-    check_finite(run, losses)
+    check_finite(run, distributed.mean_over_ranks(losses, run.world))     # every rank stops together
     run.opt.zero_grad(set_to_none=True)
     losses["loss"].backward()
     if run.cfg.grad_clip:
@@ -236,7 +237,7 @@ def train(cfg: TrainConfig, resume: bool = False, evaluate_fn=None) -> dict:
     """Run a training run, or continue a stopped one with `resume`.
 
     Returns {"checkpoint": path of OUT/RUN/last.pt, "step", "total_steps", "metrics" (last epoch's),
-    "snapshot"}. Raises UserError (nothing written) for a missing or existing run, a changed config on
+    "snapshot", "rank" (torchrun's; only rank 0 wrote the checkpoint)}. Raises UserError (nothing written) for a missing or existing run, a changed config on
     resume, an unknown device, an empty split or a batch the torchrun processes cannot split evenly."""
     from pipeline.evaluate.evaluate import evaluate_model
 
@@ -267,7 +268,7 @@ def train(cfg: TrainConfig, resume: bool = False, evaluate_fn=None) -> dict:
     finally:
         distributed.leave_world()
     return {"checkpoint": str(ckpt_path), "step": run.step, "total_steps": run.total, "metrics": metrics,
-            "snapshot": run.store.snapshot_id}
+            "snapshot": run.store.snapshot_id, "rank": world.rank}
 
 
 def run_steps(run: Run, loader, steps_per_epoch: int, val_idx, evaluate_fn) -> dict:

@@ -8,8 +8,11 @@ from teachers.base import IMAGENET_NORM, save_teacher
 
 
 def train_teacher(cfg, task: str, teacher_out, resume: bool = False) -> dict:
-    """Train with the one loop (pipeline.train.loop), then write a teacher file that `label --teacher` loads."""
+    """Train with the one loop (pipeline.train.loop), then write a teacher file that `label --teacher` loads
+    (under torchrun rank 0 alone writes it, from the checkpoint it alone wrote)."""
     result = train(cfg, resume=resume)
+    if result["rank"]:
+        return result
     model, ckpt = model_from_checkpoint(result["checkpoint"])
     version = save_teacher(teacher_out, model, ckpt["arch"], task, norm=IMAGENET_NORM,
                            classes=ckpt["classes"] if task == "segm" else None, name=cfg.run,
