@@ -18,17 +18,14 @@ from stores.errors import UserError
 HAS = {"segm": "real/has_segm", "depth": "real/has_depth"}
 
 
-def pick_frames(store, tasks, split: str | None, limit: int) -> np.ndarray:
-    """Sorted frame indices of `split` (None: all) with a real target of any of `tasks`, at most `limit`
-    (0: all) evenly spread over them; UserError naming the split when there is none."""
+def pick_frames(store, has: dict, split: str | None, limit: int) -> np.ndarray:
+    """Sorted frame indices of `split` (None: all) with a real target of any task of `has` (task -> bool per
+    frame), at most `limit` (0: all) evenly spread over them; UserError naming the split when there is none."""
     idx = store.indices(split)
-    has = np.zeros(store.num_frames, bool)
-    for t in tasks:
-        has |= store.root[HAS[t]][:].astype(bool)
-    idx = idx[has[idx]]
+    idx = idx[np.logical_or.reduce(list(has.values()))[idx]]
     if len(idx) == 0:
         where = f"split {split!r}" if split else "the store"
-        raise UserError(f"{store.path}: no frame of {where} has a real {' or '.join(sorted(tasks))} target to "
+        raise UserError(f"{store.path}: no frame of {where} has a real {' or '.join(sorted(has))} target to "
                         f"measure the teacher on")
     if limit and len(idx) > limit:
         idx = idx[np.linspace(0, len(idx) - 1, limit).astype(int)]
@@ -41,8 +38,8 @@ def teacher_report(store, teachers, *, split: str | None = None, limit: int = 0,
     teachers ((task, spec) pairs as `label --teacher` takes them) on the frames with real targets.
     UserError (before any prediction) for a teacher that cannot be opened or mapped, or no frame to use."""
     opened = open_teachers(store, teachers, remap=remap, flip=flip, batch_size=batch_size)
-    frames = pick_frames(store, list(opened), split, limit)
     has = {t: store.root[HAS[t]][:].astype(bool) for t in opened}
+    frames = pick_frames(store, has, split, limit)
     tally = _Tally(store.num_classes)
     rgb_all = store.root["frames/rgb"]
     for start in range(0, len(frames), batch_size):

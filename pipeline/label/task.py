@@ -188,9 +188,9 @@ def shard_labels(job: ShardJob, rgb: np.ndarray, need: dict, timing: dict, real:
         out["depth_conf"] = np.zeros((n, h, w), np.uint8)
     if job.depth_fit:
         out["depth_fit"] = np.full((n, len(FIT_FIELDS)), np.nan, np.float32)
-    for t in job.teachers:
-        if t.topk:
-            out.update({k: np.full((n, t.topk, h, w), fill, dtype) for k, (dtype, fill) in TOPK_ARRAYS.items()})
+    topk = max(t.topk for t in job.teachers)                           # the segm teacher's, if any
+    if topk:
+        out.update({k: np.full((n, topk, h, w), fill, dtype) for k, (dtype, fill) in TOPK_ARRAYS.items()})
     for t in job.teachers:
         idx = np.flatnonzero(need[t.task])
         if len(idx) == 0:
