@@ -3,14 +3,16 @@ target store's **val** split, over several seeds; prints a markdown table (mean 
 writes every figure as JSON.
 
 Usage: python benchmarks/ablate_distill.py [--seeds 0 1 2] [--out ablate_out] [--variants NAME ...]
-                                           [--steps N] [--list] [--table JSON ...]
+                                           [--steps N] [--resume] [--list] [--table JSON ...]
 For each seed the whole demo runs first (`mtdistill demo --seed S --out OUT/seedS`, default configuration:
 stores, teacher, labeling, the three students, report.md on the test split); each variant then trains the
 student(s) it changes on the same stores and pseudo-label set with the demo's step budget, and every student
 is evaluated on the val split (75 frames, every one with both annotations). A variant that changes a lever
 of every student (stability, schedule, augmentation) retrains (a), (b) and (c); a merge lever retrains (b);
 "round2" labels the target again with the demo's (b) student as teacher and trains (b) on that.
-On 2 CPU cores a seed takes about 15 minutes for the demo plus about 3 minutes per retrained student.
+On 2 CPU cores a seed takes about 15 minutes for the demo plus about 2 minutes per retrained student.
+--resume keeps a seed's finished demo (OUT/seedS/results.json) and the variants already in OUT/ablation.json,
+and runs only what is missing (the same code gives the same students: training is deterministic per seed).
 """
 from __future__ import annotations
 
@@ -81,23 +83,27 @@ def pseudo_set(vcfg: DemoConfig, cfg: DemoConfig, stores: dict, name: str, runs:
     return PSEUDO
 
 
-def run_seed(seed: int, out: Path, variants, base: dict) -> dict:
-    """The demo and the variants for one seed -> {variant: {regime: {"miou", "rmse"}}} on val."""
+def run_seed(seed: int, out: Path, variants, base: dict, done: dict, save) -> dict:
+    """The demo and the variants for one seed -> {variant: {regime: {"miou", "rmse"}}} on val. `done`: results
+    already measured (skipped, and the demo too when it has finished); `save(res)` after each variant."""
     from pipeline.demo.run import ingest_world, run_demo, run_training, train_config
 
     cfg = DemoConfig(out=str(out / f"seed{seed}"), seed=seed, **base)
-    demo = run_demo(cfg)
-    print(json.dumps({"seed": seed, "demo_seconds": demo["seconds"]}), flush=True)
+    if not (done and (Path(cfg.out) / "results.json").exists()):
+        demo = run_demo(cfg)
+        print(json.dumps({"seed": seed, "demo_seconds": demo["seconds"]}), flush=True)
+        done = {}
     stores = ingest_world(cfg, Path(cfg.out))
     runs = Path(cfg.out) / "runs"
-    res = {"default": {k: val_metrics(str(runs / f"student-{k}" / "last.pt"), stores[REGIMES[k][1]], cfg.device)
-                       for k in ALL}}
+    res = dict(done)
+    res["default"] = {k: val_metrics(str(runs / f"student-{k}" / "last.pt"), stores[REGIMES[k][1]], cfg.device)
+                      for k in ALL}
     print(json.dumps({"seed": seed, "variant": "default", **res["default"]}), flush=True)
     for name in variants:
         change, regimes = VARIANTS[name]
         vcfg = replace(cfg, **change)
-        if vcfg == cfg and name != "round2":
-            continue                                # the default already has this setting
+        if (vcfg == cfg and name != "round2") or name in done:
+            continue                                # the default already has this setting, or measured before
         res[name] = {}
         for key in regimes:
             _, store, split, policy = REGIMES[key]
@@ -107,6 +113,7 @@ def run_seed(seed: int, out: Path, variants, base: dict) -> dict:
             tcfg = train_config(vcfg, stores[store], run, {"name": "student"}, split, policy, vcfg.student_steps)
             res[name][key] = val_metrics(run_training(tcfg)["checkpoint"], stores[store], cfg.device)
         print(json.dumps({"seed": seed, "variant": name, **res[name]}), flush=True)
+        save(res)
     return res
 
 
@@ -136,6 +143,8 @@ def main() -> None:
     ap.add_argument("--out", default="ablate_out")
     ap.add_argument("--variants", nargs="*", default=list(VARIANTS), help="Names from --list (default: all).")
     ap.add_argument("--steps", type=int, default=None, help="Student steps (default: the demo's).")
+    ap.add_argument("--resume", action="store_true", help="Keep finished demos and the variants already in "
+                    "OUT/ablation.json; run only the rest.")
     ap.add_argument("--list", action="store_true", help="Print the variants and exit.")
     ap.add_argument("--table", nargs="+", metavar="JSON", help="Only print the table of these ablation.json files "
                     "(e.g. one per seed, run as separate processes).")
@@ -151,9 +160,17 @@ def main() -> None:
         sys.exit(f"error: unknown variant(s) {unknown}; see --list")
     base = {"student_steps": a.steps} if a.steps else {}
     out = Path(a.out)
-    per_seed = {s: run_seed(s, out, a.variants, base) for s in a.seeds}
-    (out / "ablation.json").write_text(json.dumps({str(k): v for k, v in per_seed.items()}, indent=2))
-    print(table(per_seed))
+    path = out / "ablation.json"
+    per_seed = {int(k): v for k, v in json.loads(path.read_text()).items()} if a.resume and path.exists() else {}
+
+    def save(seed, res):
+        per_seed[seed] = res
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({str(k): v for k, v in sorted(per_seed.items())}, indent=2))
+
+    for s in a.seeds:
+        save(s, run_seed(s, out, a.variants, base, per_seed.get(s, {}), lambda res, s=s: save(s, res)))
+    print(table({s: per_seed[s] for s in a.seeds}))
 
 
 if __name__ == "__main__":
