@@ -78,6 +78,8 @@ def test_plan_one_worker_per_gpu_two_shards_in_flight():
     assert plan_local("cuda", 3, 4, gpu_count=2) == LocalPlan(3, 4, ("cuda:0", "cuda:1", "cuda:0"))
     assert plan_local("cuda:1", 0, 2, gpu_count=2) == LocalPlan(1, 2, ("cuda:1",))
     assert plan_local("cpu", 0, 2, gpu_count=0) == LocalPlan(1, 2, ("cpu",))
+    assert plan_local("cpu", 0, 2, gpu_count=0, cores=2) == LocalPlan(2, 2, ("cpu",) * 2)
+    assert plan_local("cpu", 0, 2, gpu_count=0, cores=64) == LocalPlan(4, 2, ("cpu",) * 4)
     assert plan_local("cpu", 3, 1, gpu_count=8) == LocalPlan(3, 1, ("cpu",) * 3)
     with pytest.raises(UserError, match="--device cuda:2: this machine has 2 CUDA device"):
         plan_local("cuda:2", 0, 2, gpu_count=2)
@@ -99,3 +101,19 @@ def test_each_worker_runs_its_teachers_on_its_own_gpu(monkeypatch):
     devices = dict(enumerate(plan_local("cuda", 0, 2, gpu_count=3).devices))
     assert task.pin_device(devices, 2) == "cuda:2" and chosen == ["cuda:2"]
     assert task.worker_device("cuda") == "cuda:2" and task.worker_device("cpu") == "cpu"
+
+
+def test_local_workers_run_without_dask_profiler_and_malloc_trim():
+    """The LocalCluster's workers run teachers as fast as a plain process: no MALLOC_TRIM_THRESHOLD_ (glibc's
+    dynamic mmap threshold stays on) and no statistical profiler sampling stacks under the GIL."""
+    import os
+
+    import dask
+
+    from pipeline.label.cluster import open_client
+
+    cfg = LabelConfig(store="unused", name="x", teachers=(("segm", "m:f"),), workers=1, device="cpu")
+    with open_client(cfg) as (client, *_):
+        got = client.run(lambda: (dask.config.get("distributed.worker.profile.enabled"),
+                                  os.environ.get("MALLOC_TRIM_THRESHOLD_")))
+    assert list(got.values()) == [(False, None)]

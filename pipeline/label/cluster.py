@@ -13,7 +13,10 @@ oversubscribe the machine's cores.
 Worker environment: dask's nannies set MALLOC_TRIM_THRESHOLD_=65536 in workers, which turns off glibc's
 dynamic mmap threshold, so every large tensor is mmapped and unmapped again: CPU teachers ran ~25%
 slower in a worker than in a plain process (measured). The LocalCluster starts its workers without it;
-for a cluster of your own, unset `distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_`.
+for a cluster of your own, unset `distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_`. Dask's
+statistical profiler samples every worker thread's stack every 10 ms while holding the GIL: a SegFormer
+teacher ran ~7% slower with it (benchmarks/bench_label_hf.py). The LocalCluster turns it off (nothing
+here reads it); on your own workers set DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED=False.
 """
 from __future__ import annotations
 
@@ -47,6 +50,12 @@ def gpu_workers(client) -> list[str]:
 
 
 MIN_THREADS_GPU = 2             # shards in flight per GPU worker: one in the teacher, one read/written
+# CPU teachers: several single-threaded workers beat one worker whose teacher uses every core. An OpenMP
+# region waits for its slowest thread, so each moment the job's own reading, writing and committing takes a
+# core stalls all of the teacher's threads (bench_label.py, 2 cores: 1 worker x 2 threads 0.83 of the
+# forward alone at 2 threads, 2 workers x 1 thread 0.94). Each worker holds its own copy of the teachers,
+# hence the cap.
+CPU_WORKERS_MAX = 4
 
 
 @dataclass(frozen=True)
@@ -57,12 +66,14 @@ class LocalPlan:
     devices: tuple[str, ...]
 
 
-def plan_local(device: str, workers: int, threads: int, gpu_count: int) -> LocalPlan:
-    """device "cpu" | "cuda" (every visible GPU) | "cuda:N" (that one); workers 0 = automatic (1 on the
-    CPU, one per GPU). GPU workers get at least two threads (two shards in flight each) and are pinned
-    round-robin to the GPUs. UserError when CUDA is asked for and `gpu_count` has no such device."""
+def plan_local(device: str, workers: int, threads: int, gpu_count: int, cores: int = 1) -> LocalPlan:
+    """device "cpu" | "cuda" (every visible GPU) | "cuda:N" (that one); workers 0 = automatic: on the CPU one
+    per core up to CPU_WORKERS_MAX (`cores`: this process's), on CUDA one per GPU. GPU workers get at least
+    two threads (two shards in flight each) and are pinned round-robin to the GPUs. UserError when CUDA is
+    asked for and `gpu_count` has no such device."""
     if not device.startswith("cuda"):
-        return LocalPlan(workers or 1, threads, ("cpu",) * (workers or 1))
+        n = workers or max(1, min(cores, CPU_WORKERS_MAX))
+        return LocalPlan(n, threads, ("cpu",) * n)
     gpus = list(range(gpu_count)) if device == "cuda" else [int(device.split(":", 1)[1])]
     if not gpus or gpus[-1] >= gpu_count:
         raise UserError(f"--device {device}: this machine has {gpu_count} CUDA device(s)")
@@ -102,9 +113,11 @@ def open_client(cfg):
             client.close()
         return
     device = str(resolve_device(cfg.device))                     # "cpu", "cuda" or "cuda:N"
-    plan = plan_local(device, cfg.workers, cfg.threads_per_worker, cuda_count() if device != "cpu" else 0)
+    plan = plan_local(device, cfg.workers, cfg.threads_per_worker, cuda_count() if device != "cpu" else 0,
+                      cpu_count())
     os.environ.pop(TRIM, None)      # a nanny started earlier in this process exported it to its children
-    with dask.config.set({f"distributed.nanny.pre-spawn-environ.{TRIM}": None}):
+    with dask.config.set({f"distributed.nanny.pre-spawn-environ.{TRIM}": None,
+                          "distributed.worker.profile.enabled": False}):
         cluster = LocalCluster(n_workers=plan.workers, threads_per_worker=plan.threads, processes=True,
                                dashboard_address=None, silence_logs=logging.ERROR)
     client = Client(cluster)

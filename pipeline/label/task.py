@@ -153,10 +153,12 @@ class TeacherPlugin(WorkerPlugin):
 
     def load(self, worker_name=None) -> None:
         """Pin this worker to its device, load every teacher (a load failure fails the job) and run one warm-up
-        batch of noise frames on each."""
+        batch of noise frames on each, of the teacher's batch size: the shapes the shards will use, so kernel
+        selection (oneDNN primitives, cuDNN autotuning) happens here and not inside the first shard."""
         set_torch_threads(self.torch_threads)
         pin_device(self.devices, worker_name)
-        noise = np.random.default_rng(0).integers(0, 256, (2, *self.frame_size, 3), dtype=np.uint8)
+        batch = max(t.batch_size for t in self.teachers)
+        noise = np.random.default_rng(0).integers(0, 256, (batch, *self.frame_size, 3), dtype=np.uint8)
         for t in self.teachers:
             teacher = get_teacher(t, self.store_classes)       # a teacher that cannot load fails the job here
             try:
