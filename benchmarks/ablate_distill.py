@@ -33,6 +33,7 @@ VARIANTS = {
     "no grad clip": ({"grad_clip": 0.0}, ALL),
     "warm-up 5%": ({"warmup": 0.05}, ALL),
     "strong augmentation": ({"strong_augment": True}, ALL),
+    "depth weight 1.0": ({"depth_weight": 1.0}, ALL),
     "class-balanced 0.5": ({"segm_class_share": 0.5}, ("b_pseudo",)),
     "soft top-3 targets": ({"segm_topk": 3, "segm_soft": True}, ("b_pseudo",)),
     "hard targets": ({"segm_soft": False}, ("b_pseudo",)),
@@ -110,7 +111,8 @@ def run_seed(seed: int, out: Path, variants, base: dict, done: dict, save) -> di
             if policy is None:
                 policy = replace(vcfg.pseudo_policy(), pseudo=pseudo_set(vcfg, cfg, stores, name, runs))
             run = f"ablate-{name.replace(' ', '_').replace('%', 'pc')}-{key}"
-            tcfg = train_config(vcfg, stores[store], run, {"name": "student"}, split, policy, vcfg.student_steps)
+            tcfg = train_config(vcfg, stores[store], run, {"name": "student"}, split, policy, vcfg.student_steps,
+                                vcfg.student_tasks())
             res[name][key] = val_metrics(run_training(tcfg)["checkpoint"], stores[store], cfg.device)
         print(json.dumps({"seed": seed, "variant": name, **res[name]}), flush=True)
         save(res)

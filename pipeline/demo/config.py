@@ -38,6 +38,7 @@ class DemoConfig:
     grad_clip: float = 20.0                  # global gradient norm: trims the spikes of berHu in metres
     warmup: float = 0.0
     strong_augment: bool = False             # CutMix (all regimes); colour jitter + blur on pseudo-labeled frames
+    depth_weight: float = 0.5                # every student's depth loss weight (segmentation 0.5, as the paper)
     # the merge of (b)
     segm_threshold: float = 0.5
     segm_class_share: float = 0.0
@@ -72,6 +73,10 @@ class DemoConfig:
                            segm_soft=self.segm_soft,
                            depth_fill=self.depth_fill, depth_classes=self.depth_classes, depth_anchor=self.depth_anchor,
                            depth_threshold=self.depth_threshold, depth_consistency=self.depth_consistency)
+
+    def student_tasks(self) -> tuple[tuple[str, float], ...]:
+        """The students' loss weights per task (TrainConfig.task_weights)."""
+        return (("segm", 0.5), ("depth", self.depth_weight))
 
     def frame_size(self) -> tuple[int, int]:
         """(H, W) of every demo store: `size` if set, else 96x128 (indoor) or 80x256 (outdoor) pixels."""

@@ -231,7 +231,7 @@ def train_students(cfg: DemoConfig, stores: dict) -> dict:
         if policy is None:
             policy = cfg.pseudo_policy()
         tcfg = train_config(cfg, stores[store], f"student-{name}", {"name": "student"}, split, policy,
-                            cfg.student_steps)
+                            cfg.student_steps, cfg.student_tasks())
         say(f"student {title}: {cfg.student_steps} steps" + (" (done before)" if finished(tcfg) else ""))
         runs[name] = run_training(tcfg)["checkpoint"]
     return runs
