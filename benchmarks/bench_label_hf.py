@@ -5,7 +5,9 @@ the frame) inside the labeling job (pipeline/label/job.py), as bench_label.py me
 ResNet-38. The teacher is a SegFormer with MiT-b0's widths (random weights built from its config, saved
 with save_pretrained: no download), its processor resizing to the frame size. Prints forward-only
 frames/s (Teacher.predict on frames already in memory, shard by shard), end-to-end labeling frames/s
-(1 local worker, cluster start excluded) and their ratio (target >= 0.9), best of interleaved rounds.
+(cluster start excluded) and their ratio (target >= 0.9), best of interleaved rounds: at --threads torch
+threads with 1 local worker, and at all cores, where `label` runs its default plan (one 1-thread worker per
+core up to 4) and the forward alone uses every core.
 Usage: python benchmarks/bench_label_hf.py [--frames 256 --size 128x128 --batch 8 --threads 1 --rounds 2]
 """
 from __future__ import annotations
@@ -18,9 +20,9 @@ import tempfile
 from pathlib import Path
 
 import torch
-from bench_label import forward_only, make_store, stage_shares
+from bench_label import forward_only, label, make_store, stage_shares
 
-from pipeline.label.job import LabelConfig, run_label
+from pipeline.label.cluster import CPU_WORKERS_MAX, cpu_count
 from stores.classes import NYUD40_NAMES
 
 
@@ -56,18 +58,22 @@ def main() -> None:
         spec = make_segformer(tmp / "segformer", (h, w))
         print(f"store: {store.num_frames} synthetic frames {w}x{h}; teacher SegFormer MiT-b0 widths, 40 classes "
               f"matched by name; batch {args.batch}; best of {args.rounds} rounds")
-        fwd, e2e = [], []
-        for k in range(args.rounds):
+        cores = cpu_count()
+        fwd, e2e, fwd_all, plan = [], [], [], []
+        for k in range(args.rounds):                 # interleaved, so load from elsewhere hits all alike
             fwd.append(forward_only(store, spec, args.batch, args.threads))
-            e2e.append(run_label(LabelConfig(store=str(store.path), name=f"hf-{k}", teachers=(("segm", spec),),
-                                             frames="all", workers=1, batch_size=args.batch,
-                                             torch_threads=args.threads)))
-        f, r = max(fwd), max(e2e, key=lambda x: x.frames_per_s)
-        print(f"forward only {f:6.1f} frames/s, label 1 worker {r.frames_per_s:6.1f} frames/s -> ratio "
-              f"{r.frames_per_s / f:.2f} (target >= 0.9)")
-        print(f"    rounds: forward {', '.join(f'{v:.1f}' for v in fwd)}; label "
-              f"{', '.join(f'{x.frames_per_s:.1f}' for x in e2e)}; {stage_shares(store, r.name)}; "
-              f"cluster start {r.startup_s:.1f} s (not counted)")
+            e2e.append(label(store, spec, f"hf-{k}", args.batch, torch_threads=args.threads))
+            fwd_all.append(forward_only(store, spec, args.batch, cores))
+            plan.append(label(store, spec, f"hf-default-{k}", args.batch, workers=0))
+        for what, f_, runs, target in ((f"{args.threads} torch thread(s), label 1 worker", fwd, e2e, 0.9),
+                                       (f"all cores ({cores} threads), label default plan "
+                                        f"({min(cores, CPU_WORKERS_MAX)} workers)", fwd_all, plan, 0.9)):
+            f, r = max(f_), max(runs, key=lambda x: x.frames_per_s)
+            print(f"{what}: forward only {f:6.1f} frames/s, label {r.frames_per_s:6.1f} frames/s -> ratio "
+                  f"{r.frames_per_s / f:.2f} (target >= {target})")
+            print(f"    rounds: forward {', '.join(f'{v:.1f}' for v in f_)}; label "
+                  f"{', '.join(f'{x.frames_per_s:.1f}' for x in runs)}; {stage_shares(store, r.name)}; "
+                  f"cluster start {r.startup_s:.1f} s (not counted)")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
