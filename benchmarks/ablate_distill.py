@@ -34,7 +34,7 @@ VARIANTS = {
     "warm-up 5%": ({"warmup": 0.05}, ALL),
     "strong augmentation": ({"strong_augment": True}, ALL),
     "depth weight 1.0": ({"depth_weight": 1.0}, ALL),
-    "class-balanced 0.5": ({"segm_class_share": 0.5}, ("b_pseudo",)),
+    "hard, class-balanced 0.5": ({"segm_soft": False, "segm_class_share": 0.5}, ("b_pseudo",)),  # vs "hard targets"
     "soft top-3 targets": ({"segm_topk": 3, "segm_soft": True}, ("b_pseudo",)),
     "hard targets": ({"segm_soft": False}, ("b_pseudo",)),
     "depth fill frames": ({"depth_fill": "frames"}, ("b_pseudo",)),
