@@ -42,6 +42,7 @@ VARIANTS = {
     "pseudo depth on all classes": ({"depth_classes": None}, ("b_pseudo",)),
     "no depth anchor": ({"depth_anchor": "none"}, ("b_pseudo",)),
     "no depth consistency": ({"depth_consistency": 0.0}, ("b_pseudo",)),
+    "depth consistency 0.25": ({"depth_consistency": 0.25}, ("b_pseudo",)),
     "no depth threshold": ({"depth_threshold": 0.0}, ("b_pseudo",)),
     "round2": ({}, ("b_pseudo",)),
 }
