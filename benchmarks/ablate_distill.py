@@ -11,13 +11,15 @@ is evaluated on the val split (75 frames, every one with both annotations). A va
 of every student (stability, schedule, augmentation) retrains (a), (b) and (c); a merge lever retrains (b);
 "round2" labels the target again with the demo's (b) student as teacher and trains (b) on that.
 On 2 CPU cores a seed takes about 15 minutes for the demo plus about 2 minutes per retrained student.
---resume keeps a seed's finished demo (OUT/seedS/results.json) and the variants already in OUT/ablation.json,
-and runs only what is missing (the same code gives the same students: training is deterministic per seed).
+--resume keeps the variants already in OUT/ablation.json and, for a seed found there, its finished demo
+(OUT/seedS/results.json); it runs only what is missing (the same code gives the same students: training is
+deterministic per seed). Resume with the same --steps: the file does not record them.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 import sys
 from dataclasses import replace
@@ -26,6 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pipeline.demo.config import PSEUDO, REGIMES, DemoConfig
+from stores.files import atomic_write_text
 
 ALL = ("a_real", "b_pseudo", "c_oracle")
 # name -> (DemoConfig changes relative to the default, regimes it retrains)
@@ -34,14 +37,13 @@ VARIANTS = {
     "warm-up 5%": ({"warmup": 0.05}, ALL),
     "strong augmentation": ({"strong_augment": True}, ALL),
     "depth weight 1.0": ({"depth_weight": 1.0}, ALL),
-    "hard, class-balanced 0.5": ({"segm_soft": False, "segm_class_share": 0.5}, ("b_pseudo",)),  # vs "hard targets"
+    "hard class-balanced 0.5": ({"segm_soft": False, "segm_class_share": 0.5}, ("b_pseudo",)),  # vs "hard targets"
     "soft top-3 targets": ({"segm_topk": 3, "segm_soft": True}, ("b_pseudo",)),
     "hard targets": ({"segm_soft": False}, ("b_pseudo",)),
     "depth fill frames": ({"depth_fill": "frames"}, ("b_pseudo",)),
     "pseudo drop 10%": ({"pseudo_drop": 0.1}, ("b_pseudo",)),
     "pseudo depth on all classes": ({"depth_classes": None}, ("b_pseudo",)),
     "no depth anchor": ({"depth_anchor": "none"}, ("b_pseudo",)),
-    "no depth consistency": ({"depth_consistency": 0.0}, ("b_pseudo",)),
     "depth consistency 0.25": ({"depth_consistency": 0.25}, ("b_pseudo",)),
     "no depth threshold": ({"depth_threshold": 0.0}, ("b_pseudo",)),
     "round2": ({}, ("b_pseudo",)),
@@ -111,7 +113,7 @@ def run_seed(seed: int, out: Path, variants, base: dict, done: dict, save) -> di
             _, store, split, policy = REGIMES[key]
             if policy is None:
                 policy = replace(vcfg.pseudo_policy(), pseudo=pseudo_set(vcfg, cfg, stores, name, runs))
-            run = f"ablate-{name.replace(' ', '_').replace('%', 'pc')}-{key}"
+            run = "ablate-" + re.sub(r"[^A-Za-z0-9._-]+", "_", name.replace("%", "pc")) + f"-{key}"  # a tag name
             tcfg = train_config(vcfg, stores[store], run, {"name": "student"}, split, policy, vcfg.student_steps,
                                 vcfg.student_tasks())
             res[name][key] = val_metrics(run_training(tcfg)["checkpoint"], stores[store], cfg.device)
@@ -169,7 +171,7 @@ def main() -> None:
     def save(seed, res):
         per_seed[seed] = res
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({str(k): v for k, v in sorted(per_seed.items())}, indent=2))
+        atomic_write_text(path, json.dumps({str(k): v for k, v in sorted(per_seed.items())}, indent=2))
 
     for s in a.seeds:
         save(s, run_seed(s, out, a.variants, base, per_seed.get(s, {}), lambda res, s=s: save(s, res)))

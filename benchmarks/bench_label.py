@@ -5,8 +5,8 @@ commit) on a synthetic store. Prints
 1. end-to-end labeling frames/s (cluster start excluded) vs the same teacher's forward-only frames/s
    (Teacher.predict on frames already in memory, same batch size, interleaved rounds in the same run, best
    of each) and their ratio: at 1 torch thread (1 worker; target >= 0.9), and at all cores, where the
-   forward alone uses every core and `label` runs its default plan (one 1-thread worker per core up to 4;
-   target >= 0.95) and, for comparison, 1 worker whose teacher uses every core;
+   forward alone uses every core and `label` runs its default plan (cluster.plan_local: on up to 4 cores one
+   1-thread worker per core; target >= 0.95) and, for comparison, 1 worker whose teacher uses every core;
 2. scaling from 1 worker x 1 thread to the default plan;
 3. peak RSS of the coordinating (client) process at two dataset sizes, each in a fresh process with a
    tiny teacher (flat memory: it should not grow with the number of frames).

@@ -6,8 +6,8 @@ ResNet-38. The teacher is a SegFormer with MiT-b0's widths (random weights built
 with save_pretrained: no download), its processor resizing to the frame size. Prints forward-only
 frames/s (Teacher.predict on frames already in memory, shard by shard), end-to-end labeling frames/s
 (cluster start excluded) and their ratio (target >= 0.9), best of interleaved rounds: at --threads torch
-threads with 1 local worker, and at all cores, where `label` runs its default plan (one 1-thread worker per
-core up to 4) and the forward alone uses every core.
+threads with 1 local worker, and at all cores, where `label` runs its default plan (cluster.plan_local: on up
+to 4 cores one 1-thread worker per core) and the forward alone uses every core.
 Usage: python benchmarks/bench_label_hf.py [--frames 256 --size 128x128 --batch 8 --threads 1 --rounds 2]
 """
 from __future__ import annotations

@@ -102,6 +102,8 @@ def main():
     ap.add_argument("--label-local", action="store_true", help="also label a local-folder store")
     ap.add_argument("--rounds", type=int, default=2, help="labeling jobs per worker count; the best is printed")
     args = ap.parse_args()
+    if args.rounds < 1:
+        ap.error("--rounds must be >= 1")
     print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
     w, h = (int(v) for v in args.size.split("x"))
     frames = list(iter_frames(SyntheticConfig(frames=args.frames, size=(h, w), segm_fraction=1.0,

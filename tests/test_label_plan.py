@@ -74,17 +74,18 @@ def test_matching_teacher_passes_the_check(store):
 # ---- item 14 ------------------------------------------------------------------------------------
 
 def test_plan_one_worker_per_gpu_two_shards_in_flight():
-    assert plan_local("cuda", 0, 1, gpu_count=4) == LocalPlan(4, 2, ("cuda:0", "cuda:1", "cuda:2", "cuda:3"))
-    assert plan_local("cuda", 3, 4, gpu_count=2) == LocalPlan(3, 4, ("cuda:0", "cuda:1", "cuda:0"))
-    assert plan_local("cuda:1", 0, 2, gpu_count=2) == LocalPlan(1, 2, ("cuda:1",))
-    assert plan_local("cpu", 0, 2, gpu_count=0) == LocalPlan(1, 2, ("cpu",))
-    assert plan_local("cpu", 0, 2, gpu_count=0, cores=2) == LocalPlan(2, 2, ("cpu",) * 2)
-    assert plan_local("cpu", 0, 2, gpu_count=0, cores=64) == LocalPlan(4, 2, ("cpu",) * 4)
-    assert plan_local("cpu", 3, 1, gpu_count=8) == LocalPlan(3, 1, ("cpu",) * 3)
+    assert plan_local("cuda", 0, 1, gpu_count=4, cores=2) == LocalPlan(4, 2, ("cuda:0", "cuda:1", "cuda:2", "cuda:3"))
+    assert plan_local("cuda", 3, 4, gpu_count=2, cores=2) == LocalPlan(3, 4, ("cuda:0", "cuda:1", "cuda:0"))
+    assert plan_local("cuda:1", 0, 2, gpu_count=2, cores=2) == LocalPlan(1, 2, ("cuda:1",))
+    assert plan_local("cpu", 0, 2, gpu_count=0, cores=1) == LocalPlan(1, 2, ("cpu",))
+    assert plan_local("cpu", 0, 2, gpu_count=0, cores=2) == LocalPlan(2, 2, ("cpu",) * 2)       # one per core
+    assert plan_local("cpu", 0, 2, gpu_count=0, cores=64) == LocalPlan(4, 2, ("cpu",) * 4)      # capped
+    assert plan_local("cpu", 0, 2, gpu_count=0, cores=8, torch_threads=4) == LocalPlan(2, 2, ("cpu",) * 2)
+    assert plan_local("cpu", 3, 1, gpu_count=8, cores=2) == LocalPlan(3, 1, ("cpu",) * 3)
     with pytest.raises(UserError, match="--device cuda:2: this machine has 2 CUDA device"):
-        plan_local("cuda:2", 0, 2, gpu_count=2)
+        plan_local("cuda:2", 0, 2, gpu_count=2, cores=2)
     with pytest.raises(UserError, match="has 0 CUDA device"):
-        plan_local("cuda", 0, 2, gpu_count=0)
+        plan_local("cuda", 0, 2, gpu_count=0, cores=2)
 
 
 def test_tasks_ask_for_no_resource_and_go_to_gpu_workers_of_a_remote_cluster():
@@ -98,7 +99,7 @@ def test_each_worker_runs_its_teachers_on_its_own_gpu(monkeypatch):
     monkeypatch.setattr(torch.cuda, "set_device", lambda d: chosen.append(str(d)))
     monkeypatch.setattr(task, "_pinned", {})
     assert task.worker_device("cuda") == "cuda" and task.pin_device({}, 0) is None
-    devices = dict(enumerate(plan_local("cuda", 0, 2, gpu_count=3).devices))
+    devices = dict(enumerate(plan_local("cuda", 0, 2, gpu_count=3, cores=2).devices))
     assert task.pin_device(devices, 2) == "cuda:2" and chosen == ["cuda:2"]
     assert task.worker_device("cuda") == "cuda:2" and task.worker_device("cpu") == "cpu"
 

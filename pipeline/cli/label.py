@@ -105,8 +105,8 @@ def teacher_train(store, task, arch, width, units, no_dropout, encoder, pretrain
               help="Also store each pixel's K most probable classes and their probabilities (soft targets "
                    "for `train --segm-soft`; 2 x K bytes per pixel before compression; 0 = off).")
 @click.option("--workers", type=workers(1), default=None,
-              help="LocalCluster worker processes [on the CPU one per core up to 4, each teacher with "
-                   "cores/workers threads; one per visible GPU].")
+              help="LocalCluster worker processes, each with its own copy of the teachers [CPU: cores / "
+                   "--torch-threads (one per core by default), at most 4; one per visible GPU].")
 @click.option("--threads-per-worker", type=count(1, 64), default=None,
               help="Shards in progress per worker; its teacher runs one batch at a time, the others read/write [2].")
 @click.option("--torch-threads", type=count(0, 1024), default=0, show_default=True,

@@ -53,8 +53,9 @@ MIN_THREADS_GPU = 2             # shards in flight per GPU worker: one in the te
 # CPU teachers: several single-threaded workers beat one worker whose teacher uses every core. An OpenMP
 # region waits for its slowest thread, so each moment the job's own reading, writing and committing takes a
 # core stalls all of the teacher's threads (bench_label.py, 2 cores: 1 worker x 2 threads 0.83 of the
-# forward alone at 2 threads, 2 workers x 1 thread 0.94). Each worker holds its own copy of the teachers,
-# hence the cap.
+# forward alone at 2 threads, 2 workers x 1 thread 0.94). Each worker holds its own copy of the teachers
+# (memory: workers x teachers), hence the cap; above 4 cores each of the 4 workers' teachers uses cores // 4
+# threads.
 CPU_WORKERS_MAX = 4
 
 
@@ -66,13 +67,14 @@ class LocalPlan:
     devices: tuple[str, ...]
 
 
-def plan_local(device: str, workers: int, threads: int, gpu_count: int, cores: int = 1) -> LocalPlan:
-    """device "cpu" | "cuda" (every visible GPU) | "cuda:N" (that one); workers 0 = automatic: on the CPU one
-    per core up to CPU_WORKERS_MAX (`cores`: this process's), on CUDA one per GPU. GPU workers get at least
-    two threads (two shards in flight each) and are pinned round-robin to the GPUs. UserError when CUDA is
-    asked for and `gpu_count` has no such device."""
+def plan_local(device: str, workers: int, threads: int, gpu_count: int, *, cores: int,
+               torch_threads: int = 0) -> LocalPlan:
+    """device "cpu" | "cuda" (every visible GPU) | "cuda:N" (that one); workers 0 = automatic: on the CPU
+    cores / torch_threads workers (torch_threads 0: one per core), at most CPU_WORKERS_MAX (`cores`: this
+    process's); on CUDA one per GPU. GPU workers get at least two threads (two shards in flight each) and are
+    pinned round-robin to the GPUs. UserError when CUDA is asked for and `gpu_count` has no such device."""
     if not device.startswith("cuda"):
-        n = workers or max(1, min(cores, CPU_WORKERS_MAX))
+        n = workers or max(1, min(cores // max(1, torch_threads), CPU_WORKERS_MAX))
         return LocalPlan(n, threads, ("cpu",) * n)
     gpus = list(range(gpu_count)) if device == "cuda" else [int(device.split(":", 1)[1])]
     if not gpus or gpus[-1] >= gpu_count:
@@ -114,7 +116,7 @@ def open_client(cfg):
         return
     device = str(resolve_device(cfg.device))                     # "cpu", "cuda" or "cuda:N"
     plan = plan_local(device, cfg.workers, cfg.threads_per_worker, cuda_count() if device != "cpu" else 0,
-                      cpu_count())
+                      cores=cpu_count(), torch_threads=cfg.torch_threads)
     os.environ.pop(TRIM, None)      # a nanny started earlier in this process exported it to its children
     with dask.config.set({f"distributed.nanny.pre-spawn-environ.{TRIM}": None,
                           "distributed.worker.profile.enabled": False}):

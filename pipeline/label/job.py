@@ -43,7 +43,7 @@ class LabelConfig:
     flip: bool = False                         # horizontal-flip TTA (and depth_conf for depth)
     topk: int = 0                              # also store each pixel's K most probable classes (soft targets)
     frames: str = "missing"                    # "missing": frames without that real target; "all"
-    workers: int = 0                           # LocalCluster worker processes; 0 = one per core up to 4 on CPU, one per GPU
+    workers: int = 0                           # LocalCluster worker processes; 0 = cluster.plan_local's choice
     threads_per_worker: int = 2                # shards in progress per worker (one in the teacher, one reading/writing)
     torch_threads: int = 0                     # per worker; 0 = cores / workers locally, torch's own remotely
     scheduler: str | None = None               # address of a running scheduler instead of a LocalCluster

@@ -153,8 +153,9 @@ class TeacherPlugin(WorkerPlugin):
 
     def load(self, worker_name=None) -> None:
         """Pin this worker to its device, load every teacher (a load failure fails the job) and run one warm-up
-        batch of noise frames on each, of the teacher's batch size: the shapes the shards will use, so kernel
-        selection (oneDNN primitives, cuDNN autotuning) happens here and not inside the first shard."""
+        batch of noise frames on each, of the teacher's batch size (the batches of every shard of at least that
+        many frames), so kernel selection (oneDNN primitives, cuDNN autotuning) happens here and not inside
+        the first shard."""
         set_torch_threads(self.torch_threads)
         pin_device(self.devices, worker_name)
         batch = max(t.batch_size for t in self.teachers)
