@@ -65,9 +65,9 @@ def main() -> None:
             e2e.append(label(store, spec, f"hf-{k}", args.batch, torch_threads=args.threads))
             fwd_all.append(forward_only(store, spec, args.batch, cores))
             plan.append(label(store, spec, f"hf-default-{k}", args.batch, workers=0))
+        default = f"all cores ({cores} threads), label default plan ({min(cores, CPU_WORKERS_MAX)} workers)"
         for what, f_, runs, target in ((f"{args.threads} torch thread(s), label 1 worker", fwd, e2e, 0.9),
-                                       (f"all cores ({cores} threads), label default plan "
-                                        f"({min(cores, CPU_WORKERS_MAX)} workers)", fwd_all, plan, 0.9)):
+                                       (default, fwd_all, plan, 0.9)):
             f, r = max(f_), max(runs, key=lambda x: x.frames_per_s)
             print(f"{what}: forward only {f:6.1f} frames/s, label {r.frames_per_s:6.1f} frames/s -> ratio "
                   f"{r.frames_per_s / f:.2f} (target >= {target})")
