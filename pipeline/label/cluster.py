@@ -15,7 +15,7 @@ dynamic mmap threshold, so every large tensor is mmapped and unmapped again: CPU
 slower in a worker than in a plain process (measured). The LocalCluster starts its workers without it;
 for a cluster of your own, unset `distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_`. Dask's
 statistical profiler samples every worker thread's stack every 10 ms while holding the GIL: a SegFormer
-teacher ran ~7% slower with it (benchmarks/bench_label_hf.py). The LocalCluster turns it off (nothing
+teacher ran ~7% slower with it (BENCHMARKS.md, "Labeling"). The LocalCluster turns it off (nothing
 here reads it); on your own workers set DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED=False.
 """
 from __future__ import annotations
@@ -52,8 +52,8 @@ def gpu_workers(client) -> list[str]:
 MIN_THREADS_GPU = 2             # shards in flight per GPU worker: one in the teacher, one read/written
 # CPU teachers: several single-threaded workers beat one worker whose teacher uses every core. An OpenMP
 # region waits for its slowest thread, so each moment the job's own reading, writing and committing takes a
-# core stalls all of the teacher's threads (bench_label.py, 2 cores: 1 worker x 2 threads 0.83 of the
-# forward alone at 2 threads, 2 workers x 1 thread 0.94). Each worker holds its own copy of the teachers
+# core stalls all of the teacher's threads (bench_label.py, 2 cores: 1 worker x 2 threads 0.90 of the
+# forward alone at 2 threads, 2 workers x 1 thread 1.00). Each worker holds its own copy of the teachers
 # (memory: workers x teachers), hence the cap; above 4 cores each of the 4 workers' teachers uses cores // 4
 # threads.
 CPU_WORKERS_MAX = 4
