@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipeline.label.cluster import CPU_WORKERS_MAX
+from pipeline.label.cluster import plan_local
 from pipeline.label.job import LabelConfig, cpu_count, run_label
 from stores.classes import NYUD40
 from stores.repo import FrameStore
@@ -77,6 +77,12 @@ def label(store, teacher_path, name, batch, workers=1, **kw):
     cfg = LabelConfig(store=str(store.path), name=name, teachers=(("segm", teacher_path),), frames="all",
                       workers=workers, batch_size=batch, **kw)
     return run_label(cfg)
+
+
+def default_plan(cores: int) -> str:
+    """'W workers x T thread(s)': what `label` starts on this CPU without --workers / --torch-threads."""
+    workers = plan_local("cpu", 0, 2, 0, cores=cores).workers
+    return f"{workers} workers x {max(1, cores // workers)} thread(s)"
 
 
 def stage_shares(store, name: str) -> str:
@@ -142,9 +148,8 @@ def main() -> None:
                   f"{', '.join(f'{x.frames_per_s:.1f}' for x in e2e[t])}; {stage_shares(store, r.name)}; "
                   f"cluster start {r.startup_s:.1f} s (not counted)")
         b = max(plan, key=lambda r: r.frames_per_s)
-        n = min(threads, CPU_WORKERS_MAX)
         print(f"all cores: forward only at {threads} threads {max(fwd[threads]):6.1f} frames/s, label default plan "
-              f"({n} workers x {max(1, threads // n)} thread(s)) {b.frames_per_s:6.1f} frames/s -> ratio "
+              f"({default_plan(threads)}) {b.frames_per_s:6.1f} frames/s -> ratio "
               f"{b.frames_per_s / max(fwd[threads]):.2f} (target >= 0.95)")
         print(f"    rounds: label {', '.join(f'{x.frames_per_s:.1f}' for x in plan)}; {stage_shares(store, b.name)}")
         print(f"scaling: default plan = x{b.frames_per_s / best[1].frames_per_s:.2f} of 1 worker x 1 thread")

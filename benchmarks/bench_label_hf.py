@@ -20,9 +20,9 @@ import tempfile
 from pathlib import Path
 
 import torch
-from bench_label import forward_only, label, make_store, stage_shares
+from bench_label import default_plan, forward_only, label, make_store, stage_shares
 
-from pipeline.label.cluster import CPU_WORKERS_MAX, cpu_count
+from pipeline.label.cluster import cpu_count
 from stores.classes import NYUD40_NAMES
 
 
@@ -65,7 +65,7 @@ def main() -> None:
             e2e.append(label(store, spec, f"hf-{k}", args.batch, torch_threads=args.threads))
             fwd_all.append(forward_only(store, spec, args.batch, cores))
             plan.append(label(store, spec, f"hf-default-{k}", args.batch, workers=0))
-        default = f"all cores ({cores} threads), label default plan ({min(cores, CPU_WORKERS_MAX)} workers)"
+        default = f"all cores ({cores} threads), label default plan ({default_plan(cores)})"
         for what, f_, runs, target in ((f"{args.threads} torch thread(s), label 1 worker", fwd, e2e, 0.9),
                                        (default, fwd_all, plan, 0.9)):
             f, r = max(f_), max(runs, key=lambda x: x.frames_per_s)
