@@ -44,6 +44,9 @@ FRAME_ARRAYS = {
     "real/has_depth": ("bool", False, "table"),
 }
 
+# task -> the per-frame flag of a real target for it
+HAS_TARGET = {"segm": "real/has_segm", "depth": "real/has_depth"}
+
 # Pseudo-label arrays of one labeling run, under pseudo/<name>/.
 PSEUDO_ARRAYS = {
     "segm": ("uint8", 255),

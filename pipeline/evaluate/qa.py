@@ -19,6 +19,7 @@ from scipy import ndimage
 from pipeline.evaluate.metrics import DepthMetrics, SegmMetrics, iou_table
 from stores.depthfit import fit_depth
 from stores.errors import UserError
+from stores.schema import HAS_TARGET
 
 THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
 HOLD_OUT = 5            # 1/5 of each frame's TILE x TILE tiles (a per-frame random draw) are held out
@@ -156,7 +157,7 @@ def quality_report(store, name: str, split: str | None = None) -> dict:
     g = store.pseudo(name)
     tasks = list(g.attrs.get("tasks", ["segm", "depth"]))
     frames = labeled_frames(store, name, split)
-    has = {"segm": store.root["real/has_segm"][:], "depth": store.root["real/has_depth"][:]}
+    has = {task: store.root[path][:] for task, path in HAS_TARGET.items()}
     tally, s = _Tally(store.num_classes), store.shard_frames
     for start in range(0, store.num_frames, s):                          # one shard at a time
         sel = frames[(frames >= start) & (frames < start + s)]

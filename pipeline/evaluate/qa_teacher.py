@@ -14,8 +14,7 @@ import numpy as np
 from pipeline.evaluate.qa import _Tally, tally_report
 from pipeline.label.plan import open_teachers
 from stores.errors import UserError
-
-HAS = {"segm": "real/has_segm", "depth": "real/has_depth"}
+from stores.schema import HAS_TARGET
 
 
 def pick_frames(store, has: dict, split: str | None, limit: int) -> np.ndarray:
@@ -38,7 +37,7 @@ def teacher_report(store, teachers, *, split: str | None = None, limit: int = 0,
     teachers ((task, spec) pairs as `label --teacher` takes them) on the frames with real targets.
     UserError (before any prediction) for a teacher that cannot be opened or mapped, or no frame to use."""
     opened = open_teachers(store, teachers, remap=remap, flip=flip, batch_size=batch_size)
-    has = {t: store.root[HAS[t]][:].astype(bool) for t in opened}
+    has = {t: store.root[HAS_TARGET[t]][:].astype(bool) for t in opened}
     frames = pick_frames(store, has, split, limit)
     tally = _Tally(store.num_classes)
     rgb_all = store.root["frames/rgb"]

@@ -23,11 +23,10 @@ import numpy as np
 from distributed.diagnostics.plugin import WorkerPlugin
 
 from pipeline.label.anchor import FIT_FIELDS, predict_depth
-from stores.schema import TOPK_ARRAYS
+from stores.schema import HAS_TARGET, TOPK_ARRAYS
 
 DEPTH_CONF_SCALE = 0.1          # relative flip disagreement at which depth_conf falls to 1/e
 FLOAT16_MAX = 65504.0
-HAS_TARGET = {"segm": "real/has_segm", "depth": "real/has_depth"}
 
 
 @dataclass(frozen=True)
