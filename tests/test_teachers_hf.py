@@ -103,6 +103,46 @@ def test_metric_depth_comes_back_at_frame_size(models, store):
     assert t.origin["depth"] == "metric" and t.origin["fit"] is None
 
 
+def hf_module(teacher):
+    """The HFSegmenter / HFDepth inside a Teacher."""
+    return teacher.model
+
+
+@pytest.mark.parametrize("task, model", [("segm", "segm"), ("depth", "metric")])
+def test_exported_graph_gives_the_models_own_output(models, store, tmp_path, task, model):
+    remap = tmp_path / "r.json"
+    remap.write_text(json.dumps({"map": {"tree": "c4"}}))
+    kw = {"remap": remap, "store_classes": store.classes} if task == "segm" else {}
+    rgb = rgb_of(store, range(5))
+    fast = load_teacher(f"hf:{models[model]}", task, batch_size=3, **kw)
+    own = load_teacher(f"hf:{models[model]}?export=off", task, batch_size=3, **kw)
+    assert fast.version == own.version                      # same weights, same labels: same pseudo-label set
+    assert hf_module(own).exported is None
+    first = fast.predict(rgb[:1])                          # batch 1 first: the graph still takes 3 and 2 later
+    got, want = fast.predict(rgb), own.predict(rgb)         # batches of 3 and 2
+    exported = hf_module(fast).exported
+    assert list(exported.graphs.values()) != [None] and exported.eager == {}      # the graph ran, not the model
+    for key in want:
+        np.testing.assert_allclose(got[key], want[key], rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(first[key], want[key][:1], rtol=1e-5, atol=1e-5)
+
+
+def test_a_model_export_cannot_take_runs_its_own_forward(models, store, monkeypatch):
+    from teachers import hf
+
+    def fail(self, x):
+        raise RuntimeError("data-dependent control flow\nmore")
+
+    monkeypatch.setattr(hf.ExportedForward, "export", fail)
+    t = load_teacher(f"hf:{models['metric']}", "depth")
+    got = t.predict(rgb_of(store, range(3)))["depth"]
+    want = load_teacher(f"hf:{models['metric']}?export=off", "depth").predict(rgb_of(store, range(3)))["depth"]
+    np.testing.assert_array_equal(got, want)
+    assert list(hf_module(t).exported.eager.values()) == ["torch.export failed: RuntimeError: data-dependent control flow"]
+    with pytest.raises(UserError, match="export='maybe': choose one of"):
+        parse_hf_spec("hf:m?export=maybe")
+
+
 def test_refusals_name_the_model(models, store, tmp_path):
     with pytest.raises(UserError, match="cannot read a Hugging Face model config"):
         load_teacher(f"hf:{tmp_path / 'absent'}", "segm")

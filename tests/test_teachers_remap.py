@@ -43,6 +43,16 @@ def test_probabilities_are_summed_per_store_class():
         r.apply_probs(torch.rand(1, 5, 2, 2))
 
 
+def test_probabilities_match_the_class_matrix_and_identity_is_free():
+    r = parse_remap({"map": {"a": "X", "b": "Y", "c": "Y"}}, TEACHER, STORE)
+    probs = torch.rand(3, 4, 5, 7).softmax(1)
+    want = torch.einsum("st,bthw->bshw", r.matrix(), probs)          # the definition: matrix per pixel
+    torch.testing.assert_close(r.apply_probs(probs), want)
+    same = parse_remap({"map": {"X": "X", "Y": "Y"}}, STORE, STORE)     # same classes, same order
+    p2 = torch.rand(2, 2, 3, 3)
+    assert same.table == (0, 1) and same.apply_probs(p2) is p2
+
+
 def test_bundled_cityscapes_to_kitti6():
     path = bundled_remap("cityscapes19_to_kitti6")
     r = load_remap(path, teacher_classes=CITYSCAPES19, store_classes=KITTI6)
