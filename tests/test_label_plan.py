@@ -106,15 +106,26 @@ def test_each_worker_runs_its_teachers_on_its_own_gpu(monkeypatch):
 
 def test_local_workers_run_without_dask_profiler_and_malloc_trim():
     """The LocalCluster's workers run teachers as fast as a plain process: no MALLOC_TRIM_THRESHOLD_ (glibc's
-    dynamic mmap threshold stays on) and no statistical profiler sampling stacks under the GIL."""
+    dynamic mmap threshold stays on) and no statistical profiler sampling stacks under the GIL. With dask's
+    default HTTP port taken (another cluster on the machine), the job prints no port warning."""
     import os
+    import socket
+    import warnings
 
     import dask
 
     from pipeline.label.cluster import open_client
 
     cfg = LabelConfig(store="unused", name="x", teachers=(("segm", "m:f"),), workers=1, device="cpu")
-    with open_client(cfg) as (client, *_):
-        got = client.run(lambda: (dask.config.get("distributed.worker.profile.enabled"),
-                                  os.environ.get("MALLOC_TRIM_THRESHOLD_")))
+    with socket.socket() as other, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            other.bind(("127.0.0.1", 8787))                   # else something already holds it: same case
+            other.listen()
+        except OSError:
+            pass
+        with open_client(cfg) as (client, *_):
+            got = client.run(lambda: (dask.config.get("distributed.worker.profile.enabled"),
+                                      os.environ.get("MALLOC_TRIM_THRESHOLD_")))
     assert list(got.values()) == [(False, None)]
+    assert not [w for w in caught if "already in use" in str(w.message)]
