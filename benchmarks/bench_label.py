@@ -10,7 +10,9 @@ commit) on a synthetic store. Prints
 2. scaling from 1 worker x 1 thread to the default plan;
 3. peak RSS of the coordinating (client) process at two dataset sizes, each in a fresh process with a
    tiny teacher (flat memory: it should not grow with the number of frames).
+With --device cuda it prints the forward alone on the GPU against `label --device cuda` instead of 1-3.
 Usage: python benchmarks/bench_label.py [--frames 256 --size 128x128 --width 0.25 --batch 8 --rss 1000,10000]
+                                        [--device cuda]
 """
 from __future__ import annotations
 
@@ -61,22 +63,39 @@ def make_teacher(path: Path, width: float) -> str:
     return str(path)
 
 
-def forward_only(store, teacher_path: str, batch: int, threads: int) -> float:
-    """Frames/s of the segm teacher `teacher_path` (a file or any teacher spec, e.g. hf:DIR) alone, shard by shard."""
+def forward_only(store, teacher_path: str, batch: int, threads: int, task: str = "segm", device: str = "cpu") -> float:
+    """Frames/s of the `task` teacher `teacher_path` (a file or any teacher spec, e.g. hf:DIR) alone on `device`,
+    shard by shard (predict returns numpy arrays: each shard's time includes the copy back from a GPU)."""
     torch.set_num_threads(threads)
-    teacher = load_teacher(teacher_path, "segm", batch_size=batch, store_classes=store.classes)
+    teacher = load_teacher(teacher_path, task, batch_size=batch, device=device,
+                           store_classes=store.classes if task == "segm" else None)
     rgb = store.root["frames/rgb"][:]
-    teacher.predict(rgb[:batch])                                   # warm-up
+    for _ in range(2):                                             # warm-up, as the job's (TeacherPlugin)
+        teacher.predict(rgb[:batch])
     t = time.perf_counter()
     for start in range(0, len(rgb), store.shard_frames):           # shard by shard, like the job
         teacher.predict(rgb[start:start + store.shard_frames])
     return len(rgb) / (time.perf_counter() - t)
 
 
-def label(store, teacher_path, name, batch, workers=1, **kw):
-    cfg = LabelConfig(store=str(store.path), name=name, teachers=(("segm", teacher_path),), frames="all",
+def label(store, teacher_path, name, batch, workers=1, task: str = "segm", **kw):
+    """`mtdistill label --frames all` of `store` with one `task` teacher; the LabelResult."""
+    cfg = LabelConfig(store=str(store.path), name=name, teachers=((task, teacher_path),), frames="all",
                       workers=workers, batch_size=batch, **kw)
     return run_label(cfg)
+
+
+def gpu_rounds(store, spec: str, batch: int, rounds: int, task: str = "segm") -> str:
+    """On CUDA: the teacher's forward alone vs `label --device cuda` (its default plan: one worker per GPU),
+    best of interleaved rounds; one line of figures."""
+    fwd, runs = [], []
+    for k in range(rounds):
+        fwd.append(forward_only(store, spec, batch, cpu_count(), task, device="cuda"))
+        runs.append(label(store, spec, f"cuda-{task}-{k}", batch, workers=0, task=task, device="cuda"))
+    r = max(runs, key=lambda x: x.frames_per_s)
+    return (f"{torch.cuda.get_device_name()}: forward only {max(fwd):7.1f} frames/s, label {r.frames_per_s:7.1f} "
+            f"frames/s -> ratio {r.frames_per_s / max(fwd):.2f}; rounds: forward {', '.join(f'{v:.1f}' for v in fwd)}; "
+            f"label {', '.join(f'{x.frames_per_s:.1f}' for x in runs)}; {stage_shares(store, r.name)}")
 
 
 def default_plan(cores: int) -> str:
@@ -116,6 +135,8 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--rounds", type=int, default=2, help="interleaved rounds; the best of each is reported")
     ap.add_argument("--rss", default="1000,10000", help="dataset sizes of the RSS runs ('' = skip)")
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
+                    help="cuda: the forward alone and `label --device cuda` on the GPU (no thread counts, no RSS runs)")
     ap.add_argument("--child-rss", nargs=2, metavar=("STORE", "TEACHER"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child_rss:
@@ -125,11 +146,14 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench_label_"))
     try:
         print(f"labeling benchmark: {platform.processor() or platform.machine()}, {threads} cpus, torch "
-              f"{torch.__version__} ({torch.get_num_threads()} threads), device cpu")
+              f"{torch.__version__} ({torch.get_num_threads()} threads), device {args.device}")
         store = make_store(tmp / "syn.ice", args.frames, (h, w), synthetic=True)
         teacher = make_teacher(tmp / "segm.pt", args.width)
         print(f"store: {store.num_frames} synthetic frames {w}x{h}, shards of {store.shard_frames}; teacher "
               f"ResNet-38 width {args.width} units 1 (40 classes); batch {args.batch}; best of {args.rounds} rounds")
+        if args.device == "cuda":
+            print(gpu_rounds(store, teacher, args.batch, args.rounds))
+            return
         thread_counts = sorted({1, threads})
         fwd = {t: [] for t in thread_counts}
         e2e = {t: [] for t in thread_counts}

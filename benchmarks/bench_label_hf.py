@@ -10,7 +10,11 @@ threads with 1 local worker, and at all cores, where `label` runs its default pl
 to 4 cores one 1-thread worker per core) and the forward alone uses every core. Both sides run the teacher
 as `label` does, through its torch.export graph (teachers/hf.py, ExportedForward); the model's own
 transformers forward (`?export=off`) is timed beside it at --threads for the export's speed-up.
+With --device cuda: the forward alone on the GPU against `label --device cuda`, for --model segformer-b0 (the
+default) or depth-anything-small (Depth Anything V2 Small's config: DINOv2-S backbone, its processor at 518
+pixels keeping the aspect ratio; metric, so no anchoring pass).
 Usage: python benchmarks/bench_label_hf.py [--frames 256 --size 128x128 --batch 8 --threads 1 --rounds 2]
+                                           [--device cuda --model segformer-b0|depth-anything-small]
 """
 from __future__ import annotations
 
@@ -22,7 +26,7 @@ import tempfile
 from pathlib import Path
 
 import torch
-from bench_label import default_plan, forward_only, label, make_store, stage_shares
+from bench_label import default_plan, forward_only, gpu_rounds, label, make_store, stage_shares
 
 from pipeline.label.cluster import cpu_count
 from stores.classes import NYUD40_NAMES
@@ -41,6 +45,24 @@ def make_segformer(folder: Path, size) -> str:
     return f"hf:{folder}"
 
 
+def make_depth_anything_small(folder: Path) -> str:
+    """Depth Anything V2 Small's architecture (DINOv2-S/14 backbone, DPT head), random weights, metric depth
+    up to 80 m; its processor as the published model's (518 pixels, aspect ratio kept, multiple of 14)."""
+    import transformers as tf
+
+    torch.manual_seed(0)
+    backbone = tf.Dinov2Config(hidden_size=384, num_hidden_layers=12, num_attention_heads=6, intermediate_size=1536,
+                               image_size=518, patch_size=14, out_indices=[3, 6, 9, 12], apply_layernorm=True,
+                               reshape_hidden_states=False)
+    cfg = tf.DepthAnythingConfig(backbone_config=backbone, reassemble_hidden_size=384,
+                                 neck_hidden_sizes=[48, 96, 192, 384], fusion_hidden_size=64, head_hidden_size=32,
+                                 depth_estimation_type="metric", max_depth=80)
+    tf.DepthAnythingForDepthEstimation(cfg).save_pretrained(folder)
+    tf.DPTImageProcessor(size={"height": 518, "width": 518}, keep_aspect_ratio=True, ensure_multiple_of=14,
+                         resample=3, do_pad=False).save_pretrained(folder)
+    return f"hf:{folder}"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--frames", type=int, default=256)
@@ -48,6 +70,8 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (forward and the labeling worker)")
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--model", default="segformer-b0", choices=["segformer-b0", "depth-anything-small"])
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     w, h = (int(v) for v in args.size.split("x"))
@@ -55,8 +79,16 @@ def main() -> None:
     try:
         import transformers
         print(f"HF labeling benchmark: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, torch "
-              f"{torch.__version__}, transformers {transformers.__version__}, {args.threads} torch thread(s), cpu")
+              f"{torch.__version__}, transformers {transformers.__version__}, {args.threads} torch thread(s), {args.device}")
         store = make_store(tmp / "syn.ice", args.frames, (h, w), synthetic=True)
+        if args.device == "cuda":
+            task = "segm" if args.model == "segformer-b0" else "depth"
+            spec = (make_segformer(tmp / "segformer", (h, w)) if task == "segm"
+                    else make_depth_anything_small(tmp / "depth-anything"))
+            print(f"store: {store.num_frames} synthetic frames {w}x{h}; teacher {args.model} (random weights); batch "
+                  f"{args.batch}; best of {args.rounds} rounds")
+            print(gpu_rounds(store, spec, args.batch, args.rounds, task))
+            return
         spec = make_segformer(tmp / "segformer", (h, w))
         print(f"store: {store.num_frames} synthetic frames {w}x{h}; teacher SegFormer MiT-b0 widths, 40 classes "
               f"matched by name; batch {args.batch}; best of {args.rounds} rounds")

@@ -151,10 +151,10 @@ class TeacherPlugin(WorkerPlugin):
         await asyncio.get_running_loop().run_in_executor(executor, self.load, getattr(worker, "name", None))
 
     def load(self, worker_name=None) -> None:
-        """Pin this worker to its device, load every teacher (a load failure fails the job) and run one warm-up
-        batch of noise frames on each, of the teacher's batch size (the batches of every shard of at least that
-        many frames), so kernel selection (oneDNN primitives, cuDNN autotuning) happens here and not inside
-        the first shard."""
+        """Pin this worker to its device, load every teacher (a load failure fails the job) and run two warm-up
+        batches of noise frames on each, of the teacher's batch size (the batches of every shard of at least that
+        many frames), so kernel selection (oneDNN primitives, cuDNN autotuning) and an hf: teacher's graph
+        export (teachers/hf.py, on the second batch of a size) happen here and not inside the first shard."""
         set_torch_threads(self.torch_threads)
         pin_device(self.devices, worker_name)
         batch = max(t.batch_size for t in self.teachers)
@@ -162,7 +162,8 @@ class TeacherPlugin(WorkerPlugin):
         for t in self.teachers:
             teacher = get_teacher(t, self.store_classes)       # a teacher that cannot load fails the job here
             try:
-                teacher.predict(noise[: t.batch_size])
+                for _ in range(2):
+                    teacher.predict(noise[: t.batch_size])
             except Exception:  # warm-up only: a teacher that fails on frames is reported per shard
                 pass
 
