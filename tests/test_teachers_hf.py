@@ -142,6 +142,11 @@ def test_a_model_export_cannot_take_runs_its_own_forward(models, store, monkeypa
     want = load_teacher(f"hf:{models['metric']}?export=off", "depth").predict(rgb_of(store, range(3)))["depth"]
     np.testing.assert_array_equal(got, want)
     assert list(hf_module(t).exported.eager.values()) == ["torch.export failed: RuntimeError: data-dependent control flow"]
+    monkeypatch.setattr(hf.ExportedForward, "export", lambda self, x: (lambda y: self.own(y) * 1.01))   # a wrong graph
+    t = load_teacher(f"hf:{models['metric']}", "depth")
+    for _ in range(3):
+        np.testing.assert_array_equal(t.predict(rgb_of(store, range(3)))["depth"], want)
+    assert list(hf_module(t).exported.eager.values()) == ["the exported graph's output differs from the model's"]
     with pytest.raises(UserError, match="export='maybe': choose one of"):
         parse_hf_spec("hf:m?export=maybe")
 
