@@ -92,6 +92,7 @@ def gpu_rounds(store, spec: str, batch: int, rounds: int, task: str = "segm") ->
     for k in range(rounds):
         fwd.append(forward_only(store, spec, batch, cpu_count(), task, device="cuda"))
         runs.append(label(store, spec, f"cuda-{task}-{k}", batch, workers=0, task=task, device="cuda"))
+        print(f"  round {k}: forward {fwd[-1]:.1f} frames/s, label {runs[-1].frames_per_s:.1f} frames/s", flush=True)
     r = max(runs, key=lambda x: x.frames_per_s)
     return (f"{torch.cuda.get_device_name()}: forward only {max(fwd):7.1f} frames/s, label {r.frames_per_s:7.1f} "
             f"frames/s -> ratio {r.frames_per_s / max(fwd):.2f}; rounds: forward {', '.join(f'{v:.1f}' for v in fwd)}; "

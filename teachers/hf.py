@@ -21,8 +21,8 @@ graph disagrees, runs its own forward.
 
 Spec: `hf:NAME_OR_DIR[?depth=metric|relative][&scale=A&shift=B][&export=off]`: a local folder written by
 save_pretrained, or a Hub model id (from the Hub cache, or downloaded). `depth=` overrides what the
-model's config says; `export=off` always runs the model's own forward (same labels; the weight version does
-not change). Security: custom model code is never run (trust_remote_code stays off), and
+model's config says; `export=off` always runs the model's own forward (the same labels up to float rounding; the
+weight version does not change). Security: custom model code is never run (trust_remote_code stays off), and
 PyTorch `.bin` weights (pickles) are first read weights-only, so a pickle that would run code is refused.
 """
 from __future__ import annotations
@@ -220,58 +220,87 @@ def valid_region(y: torch.Tensor, inputs) -> torch.Tensor:
 
 
 class ExportedForward:
-    """`model(pixel_values=x).<output>` as a torch.export graph: (B, 3, h, w) float -> that output tensor.
+    """`model(pixel_values=x)` with its `output` tensor computed by a torch.export graph: (B, 3, h, w) float ->
+    the model's output object (a transformers ModelOutput).
 
     One graph per input (C, h, w) (a processor that resizes to a fixed size gives one), exported on the second
     batch of that size (a size seen once, such as the class check before labeling, does not pay for an export:
     seconds for a SegFormer-B0, about a minute for a Depth Anything Small on a CPU) with a dynamic batch
     dimension (torch.export.export, then `.module()`; the weights are shared with the model, not copied) and
-    checked on that batch against the model's own forward; later batches of any size run the graph. It runs the same ATen operators without transformers' Python layers: a
-    SegFormer with MiT-b0's widths ran ~15 % faster per batch on one CPU thread, and its forward takes the
-    GIL back far less often, which matters beside the labeling job's reading and writing thread
-    (benchmarks/bench_label_hf.py). When export raises or the graph's output differs from the model's
-    (beyond float rounding), that input size runs the model's own forward (`eager` records why)."""
+    checked on that batch against the model's own forward; later batches of any size run the graph and get
+    the output type back with `output` alone set. It runs the same ATen operators without transformers'
+    Python layers: a SegFormer with MiT-b0's widths ran ~15 % faster per batch on one CPU thread, and its
+    forward takes the GIL back far less often, which matters beside the labeling job's reading and writing
+    thread (benchmarks/bench_label_hf.py). That input size runs the model's own forward instead (`eager`
+    records why) when its output carries more than `output` (DepthPro's field of view, which its
+    post-processing reads), export raises, the graph's output differs from the model's beyond float rounding,
+    or the graph raises on a later batch. Not thread-safe: callers run one batch at a time (export swaps the
+    model's parameters while it traces)."""
 
     MAX_GRAPHS = 4
 
     def __init__(self, model: nn.Module, output: str):
         self.model, self.output = model, output
-        self.graphs: dict = {}                 # (C, h, w) -> graph module, or None: runs eagerly
+        self.graphs: dict = {}                 # (C, h, w) -> (graph module, output type), or None: runs eagerly
         self.eager: dict = {}                  # (C, h, w) -> why it runs eagerly
         self.seen: dict = {}                   # (C, h, w) -> batches run before its export
 
-    def own(self, x: torch.Tensor) -> torch.Tensor:
-        """The model's own forward: its `output` for pixel_values x. UserError when it has none."""
+    def own(self, x: torch.Tensor):
+        """The model's own forward: its output object for pixel_values x. UserError when `output` is missing."""
         out = self.model(pixel_values=x)
-        y = getattr(out, self.output, None)
-        if y is None:
+        if getattr(out, self.output, None) is None:
             raise UserError(f"{self.model.config.model_type}: the model gives no {self.output} "
                             f"(outputs: {list(out.keys())})")
-        return y
+        return out
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor):
         """See the class docstring."""
         key = tuple(x.shape[1:])
         if key in self.graphs:
-            graph = self.graphs[key]
-            return graph(x) if graph is not None else self.own(x)
-        y = self.own(x)
+            return self.run_graph(key, x)
+        out = self.own(x)
         self.seen[key] = self.seen.get(key, 0) + 1
-        if self.seen[key] < 2:
-            return y
-        graph = None
+        if self.seen[key] >= 2:
+            self.remember(key, self.try_export(key, x, out))
+        return out
+
+    def run_graph(self, key, x: torch.Tensor):
+        """The graph's output for x as the model's output type; the model's own forward for a size without a
+        graph, or when the graph raises (then for good)."""
+        if self.graphs[key] is None:
+            return self.own(x)
+        graph, kind = self.graphs[key]
+        try:
+            return kind(**{self.output: graph(x)})
+        except Exception as e:  # noqa: BLE001 - e.g. a shape guard export added: the model's forward still works
+            self.eager[key], self.graphs[key] = f"the exported graph failed: {type(e).__name__}: {first_line(e)}", None
+            return self.own(x)
+
+    def try_export(self, key, x: torch.Tensor, out):
+        """(graph, output type) for inputs shaped like x, checked against the model's `out` for x; None (reason in
+        `eager`) when it cannot serve."""
+        others = [k for k, v in out.items() if k != self.output and v is not None]
+        if others:
+            self.eager[key] = f"the model's output also carries {others}"
+            return None
+        y = getattr(out, self.output)
         try:
             graph = self.export(x)
             got = graph(x)
-            atol = 1e-5 * float(y.nan_to_num().abs().max()) + 1e-6            # float rounding of the output's scale
-            if got.shape != y.shape or not torch.allclose(got, y, rtol=1e-4, atol=atol, equal_nan=True):
-                self.eager[key], graph = "the exported graph's output differs from the model's", None
         except Exception as e:  # noqa: BLE001 - any export failure: the model's own forward still works
             self.eager[key] = f"torch.export failed: {type(e).__name__}: {first_line(e)}"
+            return None
+        atol = 1e-5 * float(y.nan_to_num().abs().max()) + 1e-6                # float rounding of the output's scale
+        if got.shape != y.shape or not torch.allclose(got, y, rtol=1e-4, atol=atol, equal_nan=True):
+            self.eager[key] = "the exported graph's output differs from the model's"
+            return None
+        return graph, type(out)
+
+    def remember(self, key, entry) -> None:
+        """Keep `entry` for `key`, the oldest size forgotten beyond MAX_GRAPHS."""
         if len(self.graphs) >= self.MAX_GRAPHS:
             self.graphs.pop(next(iter(self.graphs)))
-        self.graphs[key] = graph
-        return y
+        self.graphs[key] = entry
 
     def export(self, x: torch.Tensor) -> nn.Module:
         """The graph for inputs shaped like x (batch dynamic; an example of at least 2 frames, as export
@@ -319,7 +348,7 @@ class HFSegmenter(nn.Module):
         extra = {"task_inputs": ["semantic"] * b} if self.oneformer else {}
         inputs = self.processor(images=to_images(x), return_tensors="pt", **extra).to(x.device)
         if self.exported is not None and only_pixels(inputs):
-            y = self.exported(inputs["pixel_values"])
+            y = self.exported(inputs["pixel_values"]).logits
             return {"segm": F.interpolate(y, size=(h, w), mode="bilinear", align_corners=False)}
         out = self.model(**inputs)
         semantic = getattr(out, "logits", None) is not None
@@ -358,12 +387,8 @@ class HFDepth(nn.Module):
                             "(mtdistill label does that), or add ?depth=metric to its spec")
         b, _, h, w = x.shape
         inputs = self.processor(images=to_images(x), return_tensors="pt").to(x.device)
-        if self.exported is not None and only_pixels(inputs):
-            from transformers.modeling_outputs import DepthEstimatorOutput
-
-            out = DepthEstimatorOutput(predicted_depth=self.exported(inputs["pixel_values"]))
-        else:
-            out = self.model(**inputs)
+        out = (self.exported(inputs["pixel_values"]) if self.exported is not None and only_pixels(inputs)
+               else self.model(**inputs))
         if getattr(out, "predicted_depth", None) is None:
             raise UserError(f"{self.model.config.model_type}: the model gives no depth (outputs: {list(out.keys())})")
         sizes = [(h, w)] * b

@@ -74,18 +74,24 @@ class Remap:
 
     def apply_probs(self, probs: torch.Tensor) -> torch.Tensor:
         """(B, num_teacher, H, W) probabilities -> (B, num_store, H, W): each store class gets the sum of the
-        teacher classes mapped to it (`matrix` applied per pixel); unmapped mass is dropped. An identity
-        table (the same classes in the same order, e.g. matched by name) returns `probs` itself.
+        teacher classes mapped to it (`matrix` applied per pixel, einsum: deterministic on CUDA too); unmapped
+        mass is dropped. An identity table (the same classes in the same order, e.g. matched by name) returns
+        `probs` itself.
         ValueError when the class count is not the table's."""
         if probs.shape[1] != len(self.table):
             raise ValueError(f"remap {self.source} expects {len(self.table)} teacher classes, "
                              f"got {probs.shape[1]}")
         if self.num_store == len(self.table) and self.table == tuple(range(len(self.table))):
             return probs
-        mapped = [t for t, s in enumerate(self.table) if s != IGNORE]
-        out = probs.new_zeros(probs.shape[0], self.num_store, *probs.shape[2:])
-        index = torch.tensor([self.table[t] for t in mapped], device=probs.device)
-        return out.index_add_(1, index, probs[:, mapped])
+        return torch.einsum("st,bthw->bshw", self.cached_matrix(probs.device, probs.dtype), probs)
+
+    def cached_matrix(self, device, dtype) -> torch.Tensor:
+        """`matrix` on `device` in `dtype`, built once per (device, dtype) (a Remap is immutable)."""
+        cache = self.__dict__.setdefault("_matrices", {})
+        key = (str(device), dtype)
+        if key not in cache:
+            cache[key] = self.matrix(device, dtype)
+        return cache[key]
 
     def check_store_classes(self, store_classes) -> None:
         """Refuse a store whose class list differs from the one this remap was written for."""

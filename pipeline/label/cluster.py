@@ -31,9 +31,9 @@ from pipeline.runtime import resolve_device
 from stores.errors import UserError
 
 TRIM = "MALLOC_TRIM_THRESHOLD_"
-# The scheduler always serves HTTP (health, metrics; the dashboard where bokeh is installed). On its default
-# port 8787 a second cluster on the machine (another label job, a notebook's) printed "Port 8787 is already
-# in use. Perhaps you already have a cluster running?" into the job's output: a free port is picked instead.
+# The scheduler always serves HTTP (health, metrics; no dashboard here). On its default port 8787 a second
+# cluster on the machine (another label job, a notebook's) printed "Port 8787 is already in use. Perhaps you
+# already have a cluster running?" into the job's output: a free local port is picked instead.
 HTTP_ADDRESS = "127.0.0.1:0"
 
 
@@ -125,7 +125,8 @@ def open_client(cfg):
     with dask.config.set({f"distributed.nanny.pre-spawn-environ.{TRIM}": None,
                           "distributed.worker.profile.enabled": False}):
         cluster = LocalCluster(n_workers=plan.workers, threads_per_worker=plan.threads, processes=True,
-                               dashboard_address=HTTP_ADDRESS, silence_logs=logging.ERROR)
+                               dashboard_address=HTTP_ADDRESS, scheduler_kwargs={"dashboard": False},
+                               silence_logs=logging.ERROR)
     client = Client(cluster)
     torch_threads = cfg.torch_threads or max(1, cpu_count() // plan.workers)  # one teacher batch at a time per worker
     try:
