@@ -70,8 +70,7 @@ def forward_only(store, teacher_path: str, batch: int, threads: int, task: str =
     teacher = load_teacher(teacher_path, task, batch_size=batch, device=device,
                            store_classes=store.classes if task == "segm" else None)
     rgb = store.root["frames/rgb"][:]
-    for _ in range(2):                                             # warm-up, as the job's (TeacherPlugin)
-        teacher.predict(rgb[:batch])
+    teacher.predict(rgb[:batch])                                   # warm-up
     t = time.perf_counter()
     for start in range(0, len(rgb), store.shard_frames):           # shard by shard, like the job
         teacher.predict(rgb[start:start + store.shard_frames])

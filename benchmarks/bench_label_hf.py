@@ -7,9 +7,7 @@ with save_pretrained: no download), its processor resizing to the frame size. Pr
 frames/s (Teacher.predict on frames already in memory, shard by shard), end-to-end labeling frames/s
 (cluster start excluded) and their ratio (target >= 0.9), best of interleaved rounds: at --threads torch
 threads with 1 local worker, and at all cores, where `label` runs its default plan (cluster.plan_local: on up
-to 4 cores one 1-thread worker per core) and the forward alone uses every core. Both sides run the teacher
-as `label` does, through its torch.export graph (teachers/hf.py, ExportedForward); the model's own
-transformers forward (`?export=off`) is timed beside it at --threads for the export's speed-up.
+to 4 cores one 1-thread worker per core) and the forward alone uses every core.
 With --device cuda: the forward alone on the GPU against `label --device cuda`, for --model segformer-b0 (the
 default) or depth-anything-small (Depth Anything V2 Small's config: DINOv2-S backbone, its processor at 518
 pixels keeping the aspect ratio; metric, so no anchoring pass).
@@ -93,9 +91,8 @@ def main() -> None:
         print(f"store: {store.num_frames} synthetic frames {w}x{h}; teacher SegFormer MiT-b0 widths, 40 classes "
               f"matched by name; batch {args.batch}; best of {args.rounds} rounds")
         cores = cpu_count()
-        fwd, e2e, fwd_all, plan, own = [], [], [], [], []
+        fwd, e2e, fwd_all, plan = [], [], [], []
         for k in range(args.rounds):                 # interleaved, so load from elsewhere hits all alike
-            own.append(forward_only(store, spec + "?export=off", args.batch, args.threads))
             fwd.append(forward_only(store, spec, args.batch, args.threads))
             e2e.append(label(store, spec, f"hf-{k}", args.batch, torch_threads=args.threads))
             fwd_all.append(forward_only(store, spec, args.batch, cores))
@@ -109,9 +106,6 @@ def main() -> None:
             print(f"    rounds: forward {', '.join(f'{v:.1f}' for v in f_)}; label "
                   f"{', '.join(f'{x.frames_per_s:.1f}' for x in runs)}; {stage_shares(store, r.name)}; "
                   f"cluster start {r.startup_s:.1f} s (not counted)")
-        print(f"{args.threads} torch thread(s), forward only: exported graph {max(fwd):.1f} frames/s, the model's own "
-              f"forward (export=off) {max(own):.1f} frames/s -> x{max(fwd) / max(own):.2f}; rounds: "
-              f"{', '.join(f'{v:.1f}' for v in own)}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -14,15 +14,9 @@ normalise; their outputs come back at the input size:
            up to an affine map, turned into metres by a fit (`?scale=A&shift=B`: metres = 1 / (A d + B))
            that the label job estimates from the store's real depth before labeling.
 
-Speed: a semantic segmentation or depth model runs as a torch.export graph of its tensor forward
-(ExportedForward: the same ATen operators without transformers' Python layers), made on the second batch of
-each input size and checked there against the model's own forward; a model that cannot be exported, or whose
-graph disagrees, runs its own forward.
-
-Spec: `hf:NAME_OR_DIR[?depth=metric|relative][&scale=A&shift=B][&export=off]`: a local folder written by
+Spec: `hf:NAME_OR_DIR[?depth=metric|relative][&scale=A&shift=B]`: a local folder written by
 save_pretrained, or a Hub model id (from the Hub cache, or downloaded). `depth=` overrides what the
-model's config says; `export=off` always runs the model's own forward (the same labels up to float rounding; the
-weight version does not change). Security: custom model code is never run (trust_remote_code stays off), and
+model's config says. Security: custom model code is never run (trust_remote_code stays off), and
 PyTorch `.bin` weights (pickles) are first read weights-only, so a pickle that would run code is refused.
 """
 from __future__ import annotations
@@ -44,8 +38,7 @@ PREFIX = "hf:"
 RAW_RGB = {"mean": [0.0, 0.0, 0.0], "std": [1.0, 1.0, 1.0], "range": 255.0, "bgr": False}
 DEPTH_KINDS = ("metric", "relative")
 METRIC_TYPES = ("glpn", "zoedepth")            # model types whose depth is metric when the config does not say
-OPTIONS = ("depth", "scale", "shift", "export")
-SWITCH = ("on", "off")
+OPTIONS = ("depth", "scale", "shift")
 WEIGHT_FILES = ("*.safetensors", "*.bin")
 RECORDED_FILES = ("config.json", "preprocessor_config.json")
 
@@ -56,9 +49,9 @@ def is_hf_spec(spec) -> bool:
 
 
 def parse_hf_spec(spec: str) -> tuple[str, dict]:
-    """`hf:SOURCE?k=v&...` -> (SOURCE, {"depth": str, "scale": float, "shift": float, "export": "on" | "off"},
-    the keys given). UserError naming the spec for an empty source, an unknown key, a depth kind other than
-    metric or relative, an export other than on or off, or a scale/shift that is not a finite number."""
+    """`hf:SOURCE?k=v&...` -> (SOURCE, {"depth": str, "scale": float, "shift": float}, the keys given).
+    UserError naming the spec for an empty source, an unknown key, a depth kind other than metric or
+    relative, or a scale/shift that is not a finite number."""
     source, _, query = spec[len(PREFIX):].partition("?")
     if not source:
         raise UserError(f"{spec!r}: give a model after hf:, e.g. hf:nvidia/segformer-b0-finetuned-ade-512-512")
@@ -69,9 +62,7 @@ def parse_hf_spec(spec: str) -> tuple[str, dict]:
             raise UserError(f"{spec!r}: unknown option {item!r}; options: {', '.join(OPTIONS)}")
         if key == "depth" and value not in DEPTH_KINDS:
             raise UserError(f"{spec!r}: depth={value!r}: choose one of {list(DEPTH_KINDS)}")
-        if key == "export" and value not in SWITCH:
-            raise UserError(f"{spec!r}: export={value!r}: choose one of {list(SWITCH)}")
-        if key not in ("depth", "export"):
+        if key != "depth":
             try:
                 value = float(value)
             except ValueError:
@@ -84,7 +75,7 @@ def parse_hf_spec(spec: str) -> tuple[str, dict]:
 
 def hf_spec(source: str, options: dict) -> str:
     """The inverse of parse_hf_spec: (SOURCE, options) -> `hf:SOURCE?k=v&...` (floats written exactly)."""
-    query = "&".join(f"{k}={v if k in ('depth', 'export') else repr(float(v))}" for k, v in options.items()
+    query = "&".join(f"{k}={repr(float(v)) if k != 'depth' else v}" for k, v in options.items()
                      if k in OPTIONS and v is not None)
     return PREFIX + source + (f"?{query}" if query else "")
 
@@ -170,21 +161,18 @@ def open_hf(spec: str, task: str, device="cpu") -> tuple[nn.Module, dict]:
     except Exception as e:  # noqa: BLE001
         raise UserError(f"{where}: cannot load the Hugging Face model ({first_line(e)})") from None
     files = files_hash(folder)
-    labels = {k: v for k, v in options.items() if k != "export"}           # what changes the labels
-    version = hashlib.sha256(json.dumps({"files": files, "options": labels, "source": source if not files else
+    version = hashlib.sha256(json.dumps({"files": files, "options": options, "source": source if not files else
                                          None}, sort_keys=True).encode()).hexdigest()
     if not files:                                # nothing on disk to hash: hash the weights in memory
         from teachers.external import state_dict_hash
         version = hashlib.sha256((version + state_dict_hash(model)).encode()).hexdigest()
     hf = {"model": source, "model_type": config.model_type, "revision": commit, "files": files}
-    export = options.get("export", "on") == "on"
     if task == "segm":
-        wrapper = HFSegmenter(model, processor, export=export)
-        classes = [config.id2label[i] for i in range(len(config.id2label))]
+        wrapper, classes = HFSegmenter(model, processor), [config.id2label[i] for i in range(len(config.id2label))]
     else:
         kind = depth_kind(config, options, where)
         fit = DepthFit("inverse", options["scale"], options.get("shift", 0.0), 0.0, 0) if "scale" in options else None
-        wrapper, classes = HFDepth(model, processor, kind, fit, export=export), None
+        wrapper, classes = HFDepth(model, processor, kind, fit), None
         hf.update(depth=kind, fit=None if fit is None else {"scale": fit.scale, "shift": fit.shift})
     name = Path(source).name if Path(source).is_dir() else source.replace("/", "--")
     meta = {"name": name, "version": version, "norm": RAW_RGB, "classes": classes, "hf": hf}
@@ -219,137 +207,22 @@ def valid_region(y: torch.Tensor, inputs) -> torch.Tensor:
     return y[..., : max(1, round(h * rows / mask.shape[1])), : max(1, round(w * cols / mask.shape[2]))]
 
 
-class ExportedForward:
-    """`model(pixel_values=x)` with its `output` tensor computed by a torch.export graph: (B, 3, h, w) float ->
-    the model's output object (a transformers ModelOutput).
-
-    One graph per input (C, h, w) (a processor that resizes to a fixed size gives one), exported on the second
-    batch of that size (a size seen once, such as the class check before labeling, does not pay for an export:
-    seconds for a SegFormer-B0, about a minute for a Depth Anything Small on a CPU) with a dynamic batch
-    dimension (torch.export.export, then `.module()`; the weights are shared with the model, not copied) and
-    checked on that batch against the model's own forward; later batches of any size run the graph and get
-    the output type back with `output` alone set. It runs the same ATen operators without transformers'
-    Python layers: a SegFormer with MiT-b0's widths ran ~15 % faster per batch on one CPU thread, and its
-    forward takes the GIL back far less often, which matters beside the labeling job's reading and writing
-    thread (benchmarks/bench_label_hf.py). That input size runs the model's own forward instead (`eager`
-    records why) when its output carries more than `output` (DepthPro's field of view, which its
-    post-processing reads), export raises, the graph's output differs from the model's beyond float rounding,
-    or the graph raises on a later batch. Not thread-safe: callers run one batch at a time (export swaps the
-    model's parameters while it traces)."""
-
-    MAX_GRAPHS = 4
-
-    def __init__(self, model: nn.Module, output: str):
-        self.model, self.output = model, output
-        self.graphs: dict = {}                 # (C, h, w) -> (graph module, output type), or None: runs eagerly
-        self.eager: dict = {}                  # (C, h, w) -> why it runs eagerly
-        self.seen: dict = {}                   # (C, h, w) -> batches run before its export
-
-    def own(self, x: torch.Tensor):
-        """The model's own forward: its output object for pixel_values x. UserError when `output` is missing."""
-        out = self.model(pixel_values=x)
-        if getattr(out, self.output, None) is None:
-            raise UserError(f"{self.model.config.model_type}: the model gives no {self.output} "
-                            f"(outputs: {list(out.keys())})")
-        return out
-
-    def __call__(self, x: torch.Tensor):
-        """See the class docstring."""
-        key = tuple(x.shape[1:])
-        if key in self.graphs:
-            return self.run_graph(key, x)
-        out = self.own(x)
-        self.seen[key] = self.seen.get(key, 0) + 1
-        if self.seen[key] >= 2:
-            self.remember(key, self.try_export(key, x, out))
-        return out
-
-    def run_graph(self, key, x: torch.Tensor):
-        """The graph's output for x as the model's output type; the model's own forward for a size without a
-        graph, or when the graph raises (then for good)."""
-        if self.graphs[key] is None:
-            return self.own(x)
-        graph, kind = self.graphs[key]
-        try:
-            return kind(**{self.output: graph(x)})
-        except Exception as e:  # noqa: BLE001 - e.g. a shape guard export added: the model's forward still works
-            self.eager[key], self.graphs[key] = f"the exported graph failed: {type(e).__name__}: {first_line(e)}", None
-            return self.own(x)
-
-    def try_export(self, key, x: torch.Tensor, out):
-        """(graph, output type) for inputs shaped like x, checked against the model's `out` for x; None (reason in
-        `eager`) when it cannot serve."""
-        others = [k for k, v in out.items() if k != self.output and v is not None]
-        if others:
-            self.eager[key] = f"the model's output also carries {others}"
-            return None
-        y = getattr(out, self.output)
-        try:
-            graph = self.export(x)
-            got = graph(x)
-        except Exception as e:  # noqa: BLE001 - any export failure: the model's own forward still works
-            self.eager[key] = f"torch.export failed: {type(e).__name__}: {first_line(e)}"
-            return None
-        atol = 1e-5 * float(y.nan_to_num().abs().max()) + 1e-6                # float rounding of the output's scale
-        if got.shape != y.shape or not torch.allclose(got, y, rtol=1e-4, atol=atol, equal_nan=True):
-            self.eager[key] = "the exported graph's output differs from the model's"
-            return None
-        return graph, type(out)
-
-    def remember(self, key, entry) -> None:
-        """Keep `entry` for `key`, the oldest size forgotten beyond MAX_GRAPHS."""
-        if len(self.graphs) >= self.MAX_GRAPHS:
-            self.graphs.pop(next(iter(self.graphs)))
-        self.graphs[key] = entry
-
-    def export(self, x: torch.Tensor) -> nn.Module:
-        """The graph for inputs shaped like x (batch dynamic; an example of at least 2 frames, as export
-        treats a size-1 dimension as fixed)."""
-        from torch.export import Dim, export
-
-        example = x if x.shape[0] > 1 else x.expand(2, *x.shape[1:]).contiguous()
-        wrapped = _Output(self.model, self.output)
-        return export(wrapped, (example,), dynamic_shapes={"x": {0: Dim("batch", min=1, max=1 << 16)}}).module()
-
-
-class _Output(nn.Module):
-    """forward(x) = model(pixel_values=x).<output>: the tensor function torch.export traces."""
-
-    def __init__(self, model: nn.Module, output: str):
-        super().__init__()
-        self.model, self.output = model, output
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return getattr(self.model(pixel_values=x), self.output)
-
-
-def only_pixels(inputs) -> bool:
-    """True when the processor's inputs are pixel_values alone (no pixel_mask or task inputs), the one input
-    ExportedForward takes."""
-    return set(inputs.keys()) == {"pixel_values"}
-
-
 class HFSegmenter(nn.Module):
     """forward(x (B, 3, H, W) RGB 0..255) -> {"segm": (B, C, H, W)} logits (semantic models) or
     log-probabilities (universal models), C = len(config.id2label)."""
 
     input_multiple = 1
 
-    def __init__(self, model: nn.Module, processor, export: bool = True):
+    def __init__(self, model: nn.Module, processor):
         super().__init__()
         self.model, self.processor = model, processor
         self.oneformer = model.config.model_type == "oneformer"
-        universal = type(model.config) in _transformers().AutoModelForUniversalSegmentation._model_mapping
-        self.exported = ExportedForward(model, "logits") if export and not universal else None
 
     def forward(self, x: torch.Tensor) -> dict:
         """See the class docstring."""
         b, _, h, w = x.shape
         extra = {"task_inputs": ["semantic"] * b} if self.oneformer else {}
         inputs = self.processor(images=to_images(x), return_tensors="pt", **extra).to(x.device)
-        if self.exported is not None and only_pixels(inputs):
-            y = self.exported(inputs["pixel_values"]).logits
-            return {"segm": F.interpolate(y, size=(h, w), mode="bilinear", align_corners=False)}
         out = self.model(**inputs)
         semantic = getattr(out, "logits", None) is not None
         y = out.logits if semantic else out.masks_queries_logits               # (B, C or Q, h', w')
@@ -369,11 +242,10 @@ class HFDepth(nn.Module):
 
     input_multiple = 1
 
-    def __init__(self, model: nn.Module, processor, kind: str, fit: DepthFit | None = None, export: bool = True):
+    def __init__(self, model: nn.Module, processor, kind: str, fit: DepthFit | None = None):
         super().__init__()
         self.model, self.processor, self.kind, self.fit = model, processor, kind, fit
         self.raw = False
-        self.exported = ExportedForward(model, "predicted_depth") if export else None
 
     @property
     def needs_fit(self) -> bool:
@@ -387,8 +259,7 @@ class HFDepth(nn.Module):
                             "(mtdistill label does that), or add ?depth=metric to its spec")
         b, _, h, w = x.shape
         inputs = self.processor(images=to_images(x), return_tensors="pt").to(x.device)
-        out = (self.exported(inputs["pixel_values"]) if self.exported is not None and only_pixels(inputs)
-               else self.model(**inputs))
+        out = self.model(**inputs)
         if getattr(out, "predicted_depth", None) is None:
             raise UserError(f"{self.model.config.model_type}: the model gives no depth (outputs: {list(out.keys())})")
         sizes = [(h, w)] * b

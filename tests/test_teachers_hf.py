@@ -17,7 +17,7 @@ from stores.depthfit import fit_depth
 from stores.errors import UserError
 from stores.repo import FrameStore
 from teachers.base import load_teacher
-from teachers.hf import ExportedForward, hf_spec, parse_hf_spec
+from teachers.hf import hf_spec, parse_hf_spec
 
 tf = pytest.importorskip("transformers")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -101,74 +101,6 @@ def test_metric_depth_comes_back_at_frame_size(models, store):
     d = t.predict(rgb_of(store, range(3)))["depth"]
     assert d.shape == (3, H, W) and d.dtype == np.float32 and (d > 0).all()
     assert t.origin["depth"] == "metric" and t.origin["fit"] is None
-
-
-def hf_module(teacher):
-    """The HFSegmenter / HFDepth inside a Teacher."""
-    return teacher.model
-
-
-@pytest.mark.parametrize("task, model", [("segm", "segm"), ("depth", "metric")])
-def test_exported_graph_gives_the_models_own_output(models, store, tmp_path, task, model):
-    remap = tmp_path / "r.json"
-    remap.write_text(json.dumps({"map": {"tree": "c4"}}))
-    kw = {"remap": remap, "store_classes": store.classes} if task == "segm" else {}
-    rgb = rgb_of(store, range(5))
-    fast = load_teacher(f"hf:{models[model]}", task, batch_size=3, **kw)
-    own = load_teacher(f"hf:{models[model]}?export=off", task, batch_size=3, **kw)
-    assert fast.version == own.version                      # same weights, same labels: same pseudo-label set
-    assert hf_module(own).exported is None
-    exported = hf_module(fast).exported
-    fast.predict(rgb[:1])                                  # a size seen once (a class check) is not exported
-    assert exported.graphs == {}
-    fast.predict(rgb[:1])                                  # exported from a batch of 1: still takes 3 and 2 below
-    calls = []
-    exported.own = lambda x: calls.append(x) or ExportedForward.own(exported, x)
-    got, want = fast.predict(rgb), own.predict(rgb)         # batches of 3 and 2
-    assert len(exported.graphs) == 1 and None not in exported.graphs.values() and exported.eager == {}
-    assert calls == []                                      # the graph ran, not the model
-    for key in want:
-        np.testing.assert_allclose(got[key], want[key], rtol=1e-5, atol=1e-5)
-    assert parse_hf_spec(hf_spec(*parse_hf_spec(f"hf:m?export=off")))[1] == {"export": "off"}
-
-
-def test_a_model_export_cannot_take_runs_its_own_forward(models, store, monkeypatch):
-    from teachers import hf
-
-    def fail(self, x):
-        raise RuntimeError("data-dependent control flow\nmore")
-
-    monkeypatch.setattr(hf.ExportedForward, "export", fail)
-    t = load_teacher(f"hf:{models['metric']}", "depth")
-    got = t.predict(rgb_of(store, range(3)))["depth"]
-    got = t.predict(rgb_of(store, range(3)))["depth"]      # the second batch of a size is where export runs
-    want = load_teacher(f"hf:{models['metric']}?export=off", "depth").predict(rgb_of(store, range(3)))["depth"]
-    np.testing.assert_array_equal(got, want)
-    assert list(hf_module(t).exported.eager.values()) == ["torch.export failed: RuntimeError: data-dependent control flow"]
-    monkeypatch.setattr(hf.ExportedForward, "export",
-                        lambda self, x: (lambda y: self.own(y).predicted_depth * 1.01))     # a wrong graph
-    t = load_teacher(f"hf:{models['metric']}", "depth")
-    for _ in range(3):
-        np.testing.assert_array_equal(t.predict(rgb_of(store, range(3)))["depth"], want)
-    assert list(hf_module(t).exported.eager.values()) == ["the exported graph's output differs from the model's"]
-
-    def later_fails(self, x):                              # right on its own batch, raises on another size
-        def graph(y):
-            if len(y) != len(x):
-                raise RuntimeError("guard failed: batch == 3")
-            return self.own(y).predicted_depth
-        return graph
-
-    monkeypatch.setattr(hf.ExportedForward, "export", later_fails)
-    t = load_teacher(f"hf:{models['metric']}", "depth", batch_size=3)
-    rgb = rgb_of(store, range(5))
-    for _ in range(2):
-        t.predict(rgb[:3])
-    np.testing.assert_array_equal(t.predict(rgb)["depth"], load_teacher(
-        f"hf:{models['metric']}?export=off", "depth", batch_size=3).predict(rgb)["depth"])
-    assert list(hf_module(t).exported.eager.values()) == ["the exported graph failed: RuntimeError: guard failed: batch == 3"]
-    with pytest.raises(UserError, match="export='maybe': choose one of"):
-        parse_hf_spec("hf:m?export=maybe")
 
 
 def test_refusals_name_the_model(models, store, tmp_path):
@@ -296,25 +228,3 @@ def test_universal_segmentation_through_semantic_post_processing(tmp_path):
     want = np.stack([s.numpy() for s in proc.post_process_semantic_segmentation(out, target_sizes=[(64, 64)] * 2)])
     assert len(np.unique(want)) > 1
     assert (got == want).mean() > 0.98          # HF resamples masks through 384x384 first; we go straight
-
-
-def test_an_output_with_more_than_the_tensor_runs_the_models_own_forward():
-    """DepthPro's post-processing reads its field of view beside the depth: no graph, its whole output."""
-    from types import SimpleNamespace
-
-    from transformers.models.depth_pro.modeling_depth_pro import DepthProDepthEstimatorOutput
-
-    class WithFieldOfView(torch.nn.Module):
-        config = SimpleNamespace(model_type="with-fov")
-
-        def forward(self, pixel_values):
-            return DepthProDepthEstimatorOutput(predicted_depth=pixel_values.mean(1) + 1,
-                                                field_of_view=pixel_values.mean((1, 2, 3)))
-
-    exported = ExportedForward(WithFieldOfView(), "predicted_depth")
-    x = torch.rand(2, 3, 8, 8)
-    for _ in range(3):
-        out = exported(x)
-        assert out.field_of_view is not None and torch.equal(out.predicted_depth, x.mean(1) + 1)
-    assert exported.graphs == {(3, 8, 8): None}
-    assert list(exported.eager.values()) == ["the model's output also carries ['field_of_view']"]

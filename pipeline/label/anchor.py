@@ -81,7 +81,6 @@ def anchor_relative(teacher, store, reopen):
         raise UserError(f"{teacher.spec}: predicts relative depth, which is anchored to real depth, but no "
                         f"frame of {store.path} has real depth; label with a metric model (or ?depth=metric)")
     preds, reals = [], []
-    teacher.model.exported = None           # a few batches, then `reopen`: a torch.export graph would be wasted here
     with raw_output(teacher):
         for start in range(0, len(frames), teacher.batch_size):
             idx = frames[start:start + teacher.batch_size]

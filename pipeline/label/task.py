@@ -1,7 +1,7 @@
 """The labeling job's task: label ONE shard of frames inside a dask worker (worker side of pipeline/label/job.py).
 
 Flow: the coordinator (job.py) registers `TeacherPlugin` (every worker, and every worker that joins
-later, loads the teachers once, cached by weight hash, and warms them up with two batches), then submits
+later, loads the teachers once, cached by weight hash, and warms them up with one batch), then submits
 `label_shard(ShardJob)` once per shard -> the worker opens the store at the job's input snapshot, reads
 the shard's frames, runs each cached teacher, writes the WHOLE shard of every pseudo array through its icechunk
 ForkSession, and returns the fork; the coordinator merges forks, sets the shards' done flags and commits.
@@ -134,7 +134,7 @@ def set_torch_threads(n: int | None) -> None:
 
 
 class TeacherPlugin(WorkerPlugin):
-    """Loads the job's teachers on each worker as it (re)starts and runs two warm-up batches, so the
+    """Loads the job's teachers on each worker as it (re)starts and runs one warm-up batch, so the
     first shard does not pay for imports, weights and kernel selection."""
 
     def __init__(self, teachers: tuple[TeacherSpec, ...], store_classes, frame_size, torch_threads=None,
@@ -151,10 +151,11 @@ class TeacherPlugin(WorkerPlugin):
         await asyncio.get_running_loop().run_in_executor(executor, self.load, getattr(worker, "name", None))
 
     def load(self, worker_name=None) -> None:
-        """Pin this worker to its device, load every teacher (a load failure fails the job) and run two warm-up
-        batches of noise frames on each, of the teacher's batch size (the batches of every shard of at least that
-        many frames), so kernel selection (oneDNN primitives, cuDNN autotuning) and an hf: teacher's graph
-        export (teachers/hf.py, on the second batch of a size) happen here and not inside the first shard."""
+        """Pin this worker to its device, load every teacher (a load failure fails the job) and run one warm-up
+        batch of noise frames on each, of the teacher's batch size (the batches of every shard of at least that
+        many frames), so kernel selection (oneDNN primitives, cuDNN autotuning) happens here and not inside
+        the first shard. The batch holds the worker's teacher lock: on a shared cluster another job's shards may
+        be running the same cached teacher."""
         set_torch_threads(self.torch_threads)
         pin_device(self.devices, worker_name)
         batch = max(t.batch_size for t in self.teachers)
@@ -162,9 +163,8 @@ class TeacherPlugin(WorkerPlugin):
         for t in self.teachers:
             teacher = get_teacher(t, self.store_classes)       # a teacher that cannot load fails the job here
             try:
-                with _infer:                                    # a shared worker may be labeling with it already
-                    for _ in range(2):
-                        teacher.predict(noise[: t.batch_size])
+                with _infer:
+                    teacher.predict(noise[: t.batch_size])
             except Exception:  # warm-up only: a teacher that fails on frames is reported per shard
                 pass
 
