@@ -5,7 +5,8 @@ the frame) inside the labeling job (pipeline/label/job.py), as bench_label.py me
 ResNet-38. The teacher is a SegFormer with MiT-b0's widths (random weights built from its config, saved
 with save_pretrained: no download), its processor resizing to the frame size. Prints forward-only
 frames/s (Teacher.predict on frames already in memory, shard by shard), end-to-end labeling frames/s
-(cluster start excluded) and their ratio (target >= 0.9), best of interleaved rounds: at --threads torch
+(cluster start excluded) and their ratio (target >= 0.9), best of interleaved rounds (and the median of the
+ratios within each round, steadier where the machine's speed drifts between rounds): at --threads torch
 threads with 1 local worker, and at all cores, where `label` runs its default plan (cluster.plan_local: on up
 to 4 cores one 1-thread worker per core) and the forward alone uses every core.
 With --device cuda: the forward alone on the GPU against `label --device cuda`, for --model segformer-b0 (the
@@ -20,6 +21,7 @@ import argparse
 import os
 import platform
 import shutil
+import statistics
 import tempfile
 from pathlib import Path
 
@@ -103,8 +105,10 @@ def main() -> None:
             f, r = max(f_), max(runs, key=lambda x: x.frames_per_s)
             print(f"{what}: forward only {f:6.1f} frames/s, label {r.frames_per_s:6.1f} frames/s -> ratio "
                   f"{r.frames_per_s / f:.2f} (target >= {target})")
+            paired = sorted(x.frames_per_s / v for v, x in zip(f_, runs))      # each round's own two runs
             print(f"    rounds: forward {', '.join(f'{v:.1f}' for v in f_)}; label "
-                  f"{', '.join(f'{x.frames_per_s:.1f}' for x in runs)}; {stage_shares(store, r.name)}; "
+                  f"{', '.join(f'{x.frames_per_s:.1f}' for x in runs)}; ratio within each round: median "
+                  f"{statistics.median(paired):.2f} ({paired[0]:.2f}..{paired[-1]:.2f}); {stage_shares(store, r.name)}; "
                   f"cluster start {r.startup_s:.1f} s (not counted)")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
