@@ -73,6 +73,8 @@ def main() -> None:
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--model", default="segformer-b0", choices=["segformer-b0", "depth-anything-small"])
     args = ap.parse_args()
+    if args.model != "segformer-b0" and args.device != "cuda":
+        ap.error(f"--model {args.model} is measured on a GPU only: add --device cuda")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     w, h = (int(v) for v in args.size.split("x"))
     tmp = Path(tempfile.mkdtemp(prefix="bench_label_hf_"))
