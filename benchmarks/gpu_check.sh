@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The figures only a GPU can give, in one run sized for a lent GPU machine (about 15 minutes of device time
 # in all, one command at most 10: this script's limits add up to 570 s): student latency and throughput at
-# 640x480 (bench_student.py), the ResNet-38 teacher's and Hugging Face teachers' forward alone vs `mtdistill label --device cuda` at 640x480
-# (bench_label.py, bench_label_hf.py: SegFormer-B0 and Depth Anything V2 Small built from their configs),
+# 640x480 (bench_student.py), the ResNet-38 teacher's and Hugging Face teachers' forward alone vs
+# `mtdistill label --device cuda` at 640x480 (bench_label.py, bench_label_hf.py: SegFormer-B0 and Depth
+# Anything V2 Small built from their configs),
 # and a trimmed `mtdistill demo --full --device cuda` (ResNet-38 teachers at 1216x352, fewer frames and
 # steps, in /tmp: its report, results and pictures are copied to $OUT). Each step has its own time limit and
 # log under $OUT (default gpu_out/); a step that fails or runs out of time does not stop the next, and the

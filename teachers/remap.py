@@ -66,11 +66,11 @@ class Remap:
 
     def matrix(self, device=None, dtype=torch.float32) -> torch.Tensor:
         """(num_store, num_teacher) 0/1 matrix: row s sums the teacher classes that map to s."""
-        m = torch.zeros(self.num_store, len(self.table), dtype=dtype, device=device)
+        m = torch.zeros(self.num_store, len(self.table), dtype=dtype)   # filled on the CPU, copied to `device` once
         for t, s in enumerate(self.table):
             if s != IGNORE:
                 m[s, t] = 1.0
-        return m
+        return m.to(device)
 
     def apply_probs(self, probs: torch.Tensor) -> torch.Tensor:
         """(B, num_teacher, H, W) probabilities -> (B, num_store, H, W): each store class gets the sum of the
@@ -83,15 +83,7 @@ class Remap:
                              f"got {probs.shape[1]}")
         if self.num_store == len(self.table) and self.table == tuple(range(len(self.table))):
             return probs
-        return torch.einsum("st,bthw->bshw", self.cached_matrix(probs.device, probs.dtype), probs)
-
-    def cached_matrix(self, device, dtype) -> torch.Tensor:
-        """`matrix` on `device` in `dtype`, built once per (device, dtype) (a Remap is immutable)."""
-        cache = self.__dict__.setdefault("_matrices", {})
-        key = (str(device), dtype)
-        if key not in cache:
-            cache[key] = self.matrix(device, dtype)
-        return cache[key]
+        return torch.einsum("st,bthw->bshw", self.matrix(probs.device, probs.dtype), probs)
 
     def check_store_classes(self, store_classes) -> None:
         """Refuse a store whose class list differs from the one this remap was written for."""
