@@ -3,24 +3,27 @@
 Where it sits: measures pipeline/label/job.py (read frames -> teacher -> write whole shards -> merge forks ->
 commit) on a synthetic store. Prints
 1. end-to-end labeling frames/s (cluster start excluded) vs the same teacher's forward-only frames/s
-   (Teacher.predict on frames already in memory, same batch size, interleaved rounds in the same run, best
-   of each) and their ratio: at 1 torch thread (1 worker; target >= 0.9), and at all cores, where the
+   (Teacher.predict on frames already in memory, same batch size, in a fresh process; interleaved rounds in
+   the same run) and their ratio, headlined by the median of each round's own ratio (`compare`): at 1 torch
+   thread (1 worker; target >= 0.9), and at all cores, where the
    forward alone uses every core and `label` runs its default plan (cluster.plan_local: on up to 4 cores one
    1-thread worker per core; target >= 0.95) and, for comparison, 1 worker whose teacher uses every core;
 2. scaling from 1 worker x 1 thread to the default plan;
 3. peak RSS of the coordinating (client) process at two dataset sizes, each in a fresh process with a
    tiny teacher (flat memory: it should not grow with the number of frames).
 With --device cuda it prints the forward alone on the GPU against `label --device cuda` instead of 1-3.
-Usage: python benchmarks/bench_label.py [--frames 256 --size 128x128 --width 0.25 --batch 8 --rss 1000,10000]
+Usage: python benchmarks/bench_label.py [--frames 256 --size 128x128 --width 0.25 --batch 8 --rounds 3 --rss 1000,10000]
                                         [--device cuda]
 """
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing as mp
 import platform
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -65,8 +68,15 @@ def make_teacher(path: Path, width: float) -> str:
 
 def forward_only(store, teacher_path: str, batch: int, threads: int, task: str = "segm", device: str = "cpu") -> float:
     """Frames/s of the `task` teacher `teacher_path` (a file or any teacher spec, e.g. hf:DIR) alone on `device`,
-    shard by shard (predict returns numpy arrays: each shard's time includes the copy back from a GPU)."""
+    shard by shard, in a fresh process (as each labeling worker is: no threads or heap left over from earlier
+    runs of this benchmark). predict returns numpy arrays: each shard's time includes the copy back from a GPU."""
+    with mp.get_context("spawn").Pool(1) as pool:
+        return pool.apply(_forward_only, (str(store.path), teacher_path, batch, threads, task, device))
+
+
+def _forward_only(store_path: str, teacher_path: str, batch: int, threads: int, task: str, device: str) -> float:
     torch.set_num_threads(threads)
+    store = FrameStore.open(store_path)
     teacher = load_teacher(teacher_path, task, batch_size=batch, device=device,
                            store_classes=store.classes if task == "segm" else None)
     rgb = store.root["frames/rgb"][:]
@@ -85,17 +95,31 @@ def label(store, teacher_path, name, batch, workers=1, task: str = "segm", **kw)
 
 
 def gpu_rounds(store, spec: str, batch: int, rounds: int, task: str = "segm") -> str:
-    """On CUDA: the teacher's forward alone vs `label --device cuda` (its default plan: one worker per GPU),
-    best of interleaved rounds; one line of figures."""
+    """On CUDA: the teacher's forward alone vs `label --device cuda` (its default plan: one worker per GPU) over
+    interleaved rounds; `compare`'s lines (target >= 0.9)."""
     fwd, runs = [], []
     for k in range(rounds):
         fwd.append(forward_only(store, spec, batch, cpu_count(), task, device="cuda"))
         runs.append(label(store, spec, f"cuda-{task}-{k}", batch, workers=0, task=task, device="cuda"))
         print(f"  round {k}: forward {fwd[-1]:.1f} frames/s, label {runs[-1].frames_per_s:.1f} frames/s", flush=True)
+    return compare(f"{torch.cuda.get_device_name()}, {task}", fwd, runs, store, 0.9)
+
+
+def compare(what: str, fwd: list[float], runs: list, store, target: float | None) -> str:
+    """Two lines: `what`'s forward-only vs `label` frames/s over interleaved rounds. Headline: the median of each
+    round's own ratio (label / the forward run just before it), which a drift of the machine's speed between
+    rounds moves far less than the best of each side (that pairs runs minutes apart); then best of each side,
+    every round's figures and where the best label run's time went. `target` None: no target (a comparison)."""
+    paired = sorted(x.frames_per_s / v for v, x in zip(fwd, runs))
+    med, labeled = statistics.median(paired), [x.frames_per_s for x in runs]
     r = max(runs, key=lambda x: x.frames_per_s)
-    return (f"{torch.cuda.get_device_name()}: forward only {max(fwd):7.1f} frames/s, label {r.frames_per_s:7.1f} "
-            f"frames/s -> ratio {r.frames_per_s / max(fwd):.2f}; rounds: forward {', '.join(f'{v:.1f}' for v in fwd)}; "
-            f"label {', '.join(f'{x.frames_per_s:.1f}' for x in runs)}; {stage_shares(store, r.name)}")
+    return (f"{what}: forward only {statistics.median(fwd):6.1f} frames/s, label {statistics.median(labeled):6.1f} "
+            f"frames/s (medians) -> ratio within a round: median {med:.2f} ({paired[0]:.2f}..{paired[-1]:.2f})"
+            + (f", target >= {target}: {'met' if med >= target else 'NOT met'}" if target else "") + "\n"
+            f"    best of each side: forward {max(fwd):.1f}, label {r.frames_per_s:.1f} -> "
+            f"{r.frames_per_s / max(fwd):.2f}; rounds: forward {', '.join(f'{v:.1f}' for v in fwd)}; label "
+            f"{', '.join(f'{v:.1f}' for v in labeled)}; {stage_shares(store, r.name)}; cluster start "
+            f"{r.startup_s:.1f} s (not counted)")
 
 
 def default_plan(cores: int) -> str:
@@ -133,7 +157,7 @@ def main() -> None:
     ap.add_argument("--size", default="128x128", help="WIDTHxHEIGHT")
     ap.add_argument("--width", type=float, default=0.25, help="ResNet-38 width of the benchmark teacher")
     ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--rounds", type=int, default=2, help="interleaved rounds; the best of each is reported")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds (ratio: median of the rounds' own)")
     ap.add_argument("--rss", default="1000,10000", help="dataset sizes of the RSS runs ('' = skip)")
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
                     help="cuda: the forward alone and `label --device cuda` on the GPU (no thread counts, no RSS runs)")
@@ -150,7 +174,7 @@ def main() -> None:
         store = make_store(tmp / "syn.ice", args.frames, (h, w), synthetic=True)
         teacher = make_teacher(tmp / "segm.pt", args.width)
         print(f"store: {store.num_frames} synthetic frames {w}x{h}, shards of {store.shard_frames}; teacher "
-              f"ResNet-38 width {args.width} units 1 (40 classes); batch {args.batch}; best of {args.rounds} rounds")
+              f"ResNet-38 width {args.width} units 1 (40 classes); batch {args.batch}; {args.rounds} interleaved rounds")
         if args.device == "cuda":
             print(gpu_rounds(store, teacher, args.batch, args.rounds))
             return
@@ -163,20 +187,12 @@ def main() -> None:
                 fwd[t].append(forward_only(store, teacher, args.batch, t))
                 e2e[t].append(label(store, teacher, f"w1-t{t}-{k}", args.batch, torch_threads=t))
             plan.append(label(store, teacher, f"default-{k}", args.batch, workers=0))
-        best = {t: max(e2e[t], key=lambda r: r.frames_per_s) for t in thread_counts}
         for t in thread_counts:
-            f, r = max(fwd[t]), best[t]
-            print(f"{t} torch thread(s): forward only {f:6.1f} frames/s, label 1 worker {r.frames_per_s:6.1f} frames/s "
-                  f"-> ratio {r.frames_per_s / f:.2f}" + (" (target >= 0.9)" if t == 1 else ""))
-            print(f"    rounds: forward {', '.join(f'{v:.1f}' for v in fwd[t])}; label "
-                  f"{', '.join(f'{x.frames_per_s:.1f}' for x in e2e[t])}; {stage_shares(store, r.name)}; "
-                  f"cluster start {r.startup_s:.1f} s (not counted)")
-        b = max(plan, key=lambda r: r.frames_per_s)
-        print(f"all cores: forward only at {threads} threads {max(fwd[threads]):6.1f} frames/s, label default plan "
-              f"({default_plan(threads)}) {b.frames_per_s:6.1f} frames/s -> ratio "
-              f"{b.frames_per_s / max(fwd[threads]):.2f} (target >= 0.95)")
-        print(f"    rounds: label {', '.join(f'{x.frames_per_s:.1f}' for x in plan)}; {stage_shares(store, b.name)}")
-        print(f"scaling: default plan = x{b.frames_per_s / best[1].frames_per_s:.2f} of 1 worker x 1 thread")
+            print(compare(f"{t} torch thread(s), label 1 worker", fwd[t], e2e[t], store, 0.9 if t == 1 else None))
+        print(compare(f"all cores: forward at {threads} threads, label default plan ({default_plan(threads)})",
+                      fwd[threads], plan, store, 0.95))
+        best1, b = (max(runs, key=lambda r: r.frames_per_s) for runs in (e2e[1], plan))
+        print(f"scaling: default plan = x{b.frames_per_s / best1.frames_per_s:.2f} of 1 worker x 1 thread (best runs)")
         sizes = [int(v) for v in args.rss.split(",") if v]
         if sizes:
             small = make_teacher(tmp / "tiny.pt", 1 / 16)

@@ -4,15 +4,15 @@ Where it sits: the HF adapter (teachers/hf.py: the model's own image processor, 
 the frame) inside the labeling job (pipeline/label/job.py), as bench_label.py measures it for our own
 ResNet-38. The teacher is a SegFormer with MiT-b0's widths (random weights built from its config, saved
 with save_pretrained: no download), its processor resizing to the frame size. Prints forward-only
-frames/s (Teacher.predict on frames already in memory, shard by shard), end-to-end labeling frames/s
-(cluster start excluded) and their ratio (target >= 0.9), best of interleaved rounds (and the median of the
-ratios within each round, steadier where the machine's speed drifts between rounds): at --threads torch
-threads with 1 local worker, and at all cores, where `label` runs its default plan (cluster.plan_local: on up
-to 4 cores one 1-thread worker per core) and the forward alone uses every core.
+frames/s (Teacher.predict on frames already in memory, shard by shard, in a fresh process), end-to-end
+labeling frames/s (cluster start excluded) and their ratio over interleaved rounds, headlined by the median
+of each round's own ratio (target >= 0.9; bench_label.compare): at --threads torch threads with 1 local
+worker, and at all cores, where `label` runs its default plan (cluster.plan_local: on up to 4 cores one
+1-thread worker per core) and the forward alone uses every core.
 With --device cuda: the forward alone on the GPU against `label --device cuda`, for --model segformer-b0 (the
 default) or depth-anything-small (Depth Anything V2 Small's config: DINOv2-S backbone, its processor at 518
 pixels keeping the aspect ratio; metric, so no anchoring pass).
-Usage: python benchmarks/bench_label_hf.py [--frames 256 --size 128x128 --batch 8 --threads 1 --rounds 2]
+Usage: python benchmarks/bench_label_hf.py [--frames 256 --size 128x128 --batch 8 --threads 1 --rounds 5]
                                            [--device cuda --model segformer-b0|depth-anything-small]
 """
 from __future__ import annotations
@@ -21,12 +21,11 @@ import argparse
 import os
 import platform
 import shutil
-import statistics
 import tempfile
 from pathlib import Path
 
 import torch
-from bench_label import default_plan, forward_only, gpu_rounds, label, make_store, stage_shares
+from bench_label import compare, default_plan, forward_only, gpu_rounds, label, make_store, stage_shares
 
 from pipeline.label.cluster import cpu_count
 from stores.classes import NYUD40_NAMES
@@ -69,7 +68,7 @@ def main() -> None:
     ap.add_argument("--size", default="128x128", help="WIDTHxHEIGHT")
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (forward and the labeling worker)")
-    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--model", default="segformer-b0", choices=["segformer-b0", "depth-anything-small"])
     args = ap.parse_args()
@@ -88,12 +87,12 @@ def main() -> None:
             spec = (make_segformer(tmp / "segformer", (h, w)) if task == "segm"
                     else make_depth_anything_small(tmp / "depth-anything"))
             print(f"store: {store.num_frames} synthetic frames {w}x{h}; teacher {args.model} (random weights); batch "
-                  f"{args.batch}; best of {args.rounds} rounds")
+                  f"{args.batch}; {args.rounds} interleaved rounds")
             print(gpu_rounds(store, spec, args.batch, args.rounds, task))
             return
         spec = make_segformer(tmp / "segformer", (h, w))
         print(f"store: {store.num_frames} synthetic frames {w}x{h}; teacher SegFormer MiT-b0 widths, 40 classes "
-              f"matched by name; batch {args.batch}; best of {args.rounds} rounds")
+              f"matched by name; batch {args.batch}; {args.rounds} interleaved rounds")
         cores = cpu_count()
         fwd, e2e, fwd_all, plan = [], [], [], []
         for k in range(args.rounds):                 # interleaved, so load from elsewhere hits all alike
@@ -101,17 +100,9 @@ def main() -> None:
             e2e.append(label(store, spec, f"hf-{k}", args.batch, torch_threads=args.threads))
             fwd_all.append(forward_only(store, spec, args.batch, cores))
             plan.append(label(store, spec, f"hf-default-{k}", args.batch, workers=0))
-        default = f"all cores ({cores} threads), label default plan ({default_plan(cores)})"
-        for what, f_, runs, target in ((f"{args.threads} torch thread(s), label 1 worker", fwd, e2e, 0.9),
-                                       (default, fwd_all, plan, 0.9)):
-            f, r = max(f_), max(runs, key=lambda x: x.frames_per_s)
-            print(f"{what}: forward only {f:6.1f} frames/s, label {r.frames_per_s:6.1f} frames/s -> ratio "
-                  f"{r.frames_per_s / f:.2f} (target >= {target})")
-            paired = sorted(x.frames_per_s / v for v, x in zip(f_, runs))      # each round's own two runs
-            print(f"    rounds: forward {', '.join(f'{v:.1f}' for v in f_)}; label "
-                  f"{', '.join(f'{x.frames_per_s:.1f}' for x in runs)}; ratio within each round: median "
-                  f"{statistics.median(paired):.2f} ({paired[0]:.2f}..{paired[-1]:.2f}); {stage_shares(store, r.name)}; "
-                  f"cluster start {r.startup_s:.1f} s (not counted)")
+        print(compare(f"{args.threads} torch thread(s), label 1 worker", fwd, e2e, store, 0.9))
+        print(compare(f"all cores: forward at {cores} threads, label default plan ({default_plan(cores)})",
+                      fwd_all, plan, store, 0.9))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
