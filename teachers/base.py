@@ -30,6 +30,7 @@ from torch import nn
 from stores.errors import UserError
 from stores.files import atomic_write, sha256_file
 from student.model import IMAGENET_MEAN, IMAGENET_STD
+from student.onednn import onednn_1x1
 from teachers import external, hf
 from teachers.archs import arch_dict, arch_task
 from teachers.remap import IGNORE, Remap, class_names, load_remap, remap_by_name
@@ -281,7 +282,8 @@ def load_teacher(spec: str, task: str, remap=None, device="cpu", *, weights=None
     `module:function` (+ optional `weights` state dict), or `hf:NAME_OR_DIR` (teachers/hf.py; its classes
     are matched to `store_classes` by name, a remap file mapping the rest). `remap` is a Remap or a .json/.toml path;
     `norm`/`classes` override what the file records (external files record none: ImageNet by default);
-    `topk` > 0: predict also returns each pixel's `topk` most probable classes (check_topk). UserError for
+    `topk` > 0: predict also returns each pixel's `topk` most probable classes (check_topk). On the CPU the
+    module's plain 1x1 convolutions run through oneDNN at one thread too (student/onednn.py). UserError for
     a missing/unreadable file, a task mismatch, or teacher classes that differ from
     `store_classes` with no remap."""
     task = parse_task(task)
@@ -303,6 +305,8 @@ def load_teacher(spec: str, task: str, remap=None, device="cpu", *, weights=None
                       device=device, flip=flip, pad_to=pad_to, batch_size=batch_size, origin=meta.get("hf"),
                       topk=topk)
     teacher.spec = str(spec)
+    if isinstance(teacher.model, nn.Module) and teacher.device.type == "cpu":
+        onednn_1x1(teacher.model)            # a module of its own: same outputs, faster (BENCHMARKS.md, "Labeling")
     return teacher
 
 
