@@ -28,6 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pipeline.demo.config import PSEUDO, REGIMES, DemoConfig
+from pipeline.runtime import keep_freed_memory
 from stores.files import atomic_write_text
 
 ALL = ("a_real", "b_pseudo", "c_oracle")
@@ -163,6 +164,7 @@ def main() -> None:
     unknown = [v for v in a.variants if v not in VARIANTS]
     if unknown:
         sys.exit(f"error: unknown variant(s) {unknown}; see --list")
+    keep_freed_memory()                                  # as every `mtdistill` command does for its process
     base = {"student_steps": a.steps} if a.steps else {}
     out = Path(a.out)
     path = out / "ablation.json"

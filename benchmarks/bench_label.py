@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
+import os
 import platform
 import resource
 import shutil
@@ -29,12 +30,14 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import torch
 
 from pipeline.label.cluster import plan_local
 from pipeline.label.job import LabelConfig, cpu_count, run_label
+from pipeline.runtime import ALLOCATOR_ENV
 from stores.classes import NYUD40
 from stores.repo import FrameStore
 from stores.sources.base import Frame
@@ -68,9 +71,10 @@ def make_teacher(path: Path, width: float) -> str:
 
 def forward_only(store, teacher_path: str, batch: int, threads: int, task: str = "segm", device: str = "cpu") -> float:
     """Frames/s of the `task` teacher `teacher_path` (a file or any teacher spec, e.g. hf:DIR) alone on `device`,
-    shard by shard, in a fresh process (as each labeling worker is: no threads or heap left over from earlier
-    runs of this benchmark). predict returns numpy arrays: each shard's time includes the copy back from a GPU."""
-    with mp.get_context("spawn").Pool(1) as pool:
+    shard by shard, in a fresh process started as each labeling worker is (no threads or heap left over from
+    earlier runs of this benchmark; the workers' allocator settings, runtime.ALLOCATOR_ENV), so the ratio
+    measures what the job adds. predict returns numpy arrays: each shard's time includes the copy back from a GPU."""
+    with mock.patch.dict(os.environ, ALLOCATOR_ENV), mp.get_context("spawn").Pool(1) as pool:  # as each worker
         return pool.apply(_forward_only, (str(store.path), teacher_path, batch, threads, task, device))
 
 

@@ -104,10 +104,10 @@ def test_each_worker_runs_its_teachers_on_its_own_gpu(monkeypatch):
     assert task.worker_device("cuda") == "cuda:2" and task.worker_device("cpu") == "cpu"
 
 
-def test_local_workers_run_without_dask_profiler_and_malloc_trim():
-    """The LocalCluster's workers run teachers as fast as a plain process: no MALLOC_TRIM_THRESHOLD_ (glibc's
-    dynamic mmap threshold stays on) and no statistical profiler sampling stacks under the GIL. With dask's
-    default HTTP port taken (another cluster on the machine), the job prints no port warning."""
+def test_local_workers_run_with_the_allocator_settings_and_without_dask_profiler():
+    """The LocalCluster's workers start with runtime.ALLOCATOR_ENV (not the nanny's MALLOC_TRIM_THRESHOLD_=65536)
+    and no statistical profiler sampling stacks under the GIL. With dask's default HTTP port taken (another
+    cluster on the machine), the job prints no port warning."""
     import os
     import socket
     import warnings
@@ -115,6 +115,7 @@ def test_local_workers_run_without_dask_profiler_and_malloc_trim():
     import dask
 
     from pipeline.label.cluster import open_client
+    from pipeline.runtime import ALLOCATOR_ENV
 
     cfg = LabelConfig(store="unused", name="x", teachers=(("segm", "m:f"),), workers=1, device="cpu")
     with socket.socket() as other, warnings.catch_warnings(record=True) as caught:
@@ -126,6 +127,6 @@ def test_local_workers_run_without_dask_profiler_and_malloc_trim():
             pass
         with open_client(cfg) as (client, *_):
             got = client.run(lambda: (dask.config.get("distributed.worker.profile.enabled"),
-                                      os.environ.get("MALLOC_TRIM_THRESHOLD_")))
-    assert list(got.values()) == [(False, None)]
+                                      {k: os.environ.get(k) for k in ALLOCATOR_ENV}))
+    assert list(got.values()) == [(False, ALLOCATOR_ENV)]
     assert not [w for w in caught if "already in use" in str(w.message)]

@@ -16,6 +16,7 @@ from pipeline.cli import store as cli_store
 from pipeline.cli import train as cli_train
 from pipeline.cli import weights as cli_weights
 from pipeline.cli.util import echo_json, user_errors  # noqa: F401 - for commands defined here
+from pipeline.runtime import keep_freed_memory
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -28,6 +29,7 @@ def cli():
       mtdistill ingest synthetic data.ice --preset indoor --frames 200
       mtdistill show data.ice
     """
+    keep_freed_memory()                      # networks reuse the memory they free (pipeline/runtime.py)
 
 
 # ---- store: ingest and versioning ---------------------------------------------------------------

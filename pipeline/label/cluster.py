@@ -10,13 +10,17 @@ that declare a GPU (`dask worker ... --resources GPU=1`), each on its own defaul
 CUDA_VISIBLE_DEVICES per worker there). Torch threads per worker are set so a LocalCluster does not
 oversubscribe the machine's cores.
 
-Worker environment: dask's nannies set MALLOC_TRIM_THRESHOLD_=65536 in workers, which turns off glibc's
-dynamic mmap threshold, so every large tensor is mmapped and unmapped again: CPU teachers ran ~25%
-slower in a worker than in a plain process (measured). The LocalCluster starts its workers without it;
-for a cluster of your own, unset `distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_`. Dask's
-statistical profiler samples every worker thread's stack every 10 ms while holding the GIL: a SegFormer
-teacher ran ~7% slower with it (BENCHMARKS.md, "Labeling"). The LocalCluster turns it off (nothing
-here reads it); on your own workers set DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED=False.
+Worker environment: a CPU forward pass frees and allocates the same activations every batch, and glibc's
+defaults hand them back to the system and map them again (page faults, zeroed pages), worse in the worker's
+task threads, each with an arena of its own: the LocalCluster starts its workers with
+runtime.ALLOCATOR_ENV (one arena, big blocks kept for reuse; runtime.keep_freed_memory). Dask's nannies
+would set MALLOC_TRIM_THRESHOLD_=65536 instead, which made CPU teachers ~25% slower than in a plain
+process (measured). On a cluster of your own set those three variables in the workers' environment
+(`distributed.nanny.pre-spawn-environ`); TeacherPlugin also sets the two thresholds with mallopt in each
+worker, which the arena limit cannot follow once threads run. Dask's statistical profiler samples every
+worker thread's stack every 10 ms while holding the GIL: a SegFormer teacher ran ~7% slower with it
+(BENCHMARKS.md, "Labeling"). The LocalCluster turns it off (nothing here reads it); on your own workers set
+DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED=False.
 """
 from __future__ import annotations
 
@@ -24,13 +28,13 @@ import logging
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass
+from unittest import mock
 
 import dask
 
-from pipeline.runtime import resolve_device
+from pipeline.runtime import ALLOCATOR_ENV, resolve_device
 from stores.errors import UserError
 
-TRIM = "MALLOC_TRIM_THRESHOLD_"
 # The scheduler always serves HTTP (health, metrics; no dashboard here). On its default port 8787 a second
 # cluster on the machine (another label job, a notebook's) printed "Port 8787 is already in use. Perhaps you
 # already have a cluster running?" into the job's output: a free local port is picked instead.
@@ -121,9 +125,10 @@ def open_client(cfg):
     device = str(resolve_device(cfg.device))                     # "cpu", "cuda" or "cuda:N"
     plan = plan_local(device, cfg.workers, cfg.threads_per_worker, cuda_count() if device != "cpu" else 0,
                       cores=cpu_count(), torch_threads=cfg.torch_threads)
-    os.environ.pop(TRIM, None)      # a nanny started earlier in this process exported it to its children
-    with dask.config.set({f"distributed.nanny.pre-spawn-environ.{TRIM}": None,
-                          "distributed.worker.profile.enabled": False}):
+    spawn_env = {f"distributed.nanny.pre-spawn-environ.{k}": v for k, v in ALLOCATOR_ENV.items()}
+    # the nanny prefers this process's own variables to its config: an earlier nanny may have left its own
+    with mock.patch.dict(os.environ, ALLOCATOR_ENV), \
+            dask.config.set({**spawn_env, "distributed.worker.profile.enabled": False}):
         cluster = LocalCluster(n_workers=plan.workers, threads_per_worker=plan.threads, processes=True,
                                dashboard_address=HTTP_ADDRESS, scheduler_kwargs={"dashboard": False},
                                silence_logs=logging.ERROR)

@@ -23,6 +23,7 @@ import numpy as np
 from distributed.diagnostics.plugin import WorkerPlugin
 
 from pipeline.label.anchor import FIT_FIELDS, predict_depth
+from pipeline.runtime import keep_freed_memory
 from stores.schema import HAS_TARGET, TOPK_ARRAYS
 
 DEPTH_CONF_SCALE = 0.1          # relative flip disagreement at which depth_conf falls to 1/e
@@ -151,11 +152,12 @@ class TeacherPlugin(WorkerPlugin):
         await asyncio.get_running_loop().run_in_executor(executor, self.load, getattr(worker, "name", None))
 
     def load(self, worker_name=None) -> None:
-        """Pin this worker to its device, load every teacher (a load failure fails the job) and run one warm-up
+        """Keep freed memory for reuse (runtime.keep_freed_memory), pin this worker to its device, load every teacher (a load failure fails the job) and run one warm-up
         batch of noise frames on each, of the teacher's batch size (the batches of every shard of at least that
         many frames), so kernel selection (oneDNN primitives, cuDNN autotuning) happens here and not inside
         the first shard. The batch holds the worker's teacher lock: on a shared cluster another job's shards may
         be running the same cached teacher."""
+        keep_freed_memory()                                    # activations reused batch to batch
         set_torch_threads(self.torch_threads)
         pin_device(self.devices, worker_name)
         batch = max(t.batch_size for t in self.teachers)
