@@ -1,6 +1,6 @@
-"""What every process of the pipeline shares at run time: the device choice, the allocator setting of
-processes that run networks, JSON-safe values and one progress-bar style. Sits under every stage of pipeline/ (ingest, label, train, evaluate, deploy, demo);
-imports nothing of pipeline/ itself. Files are written through stores.files.atomic_write."""
+"""What every process of the pipeline shares at run time: the device choice, the allocator settings of
+processes that run networks, JSON-safe values and one progress-bar style. Sits under every stage of
+pipeline/ (ingest, label, train, evaluate, deploy, demo); imports nothing of pipeline/ itself. Files are written through stores.files.atomic_write."""
 from __future__ import annotations
 
 import ctypes
@@ -58,10 +58,10 @@ def keep_freed_memory() -> bool:
     glibc's defaults serve a block above its dynamic mmap threshold (128 KiB, raised as blocks are freed, at
     most 32 MiB) with a fresh mmap and trim freed heap tops, so every batch pays page faults and zeroed pages
     again; and each thread that allocates gets an arena of its own, whose heaps cannot hold blocks that
-    large at all. With ALLOCATOR_ENV's settings a SegFormer teacher ran 1.6x (128x128) to 1.9x (320x240)
-    faster at one thread (BENCHMARKS.md, "Labeling with a Hugging Face teacher"). The cost: memory the
-    process freed stays mapped (its peak). The arena limit only binds threads that have not allocated yet:
-    a process started with ALLOCATOR_ENV in its environment gets all three from its first instruction."""
+    large at all. ALLOCATOR_ENV's settings make a CPU teacher's batches and the student's training steps
+    faster (benchmarks/bench_allocator.py; BENCHMARKS.md, "Allocator"). The cost: memory the process freed
+    stays mapped (its peak). The arena limit only binds threads that have not allocated yet: a process
+    started with ALLOCATOR_ENV in its environment gets all three from its first instruction."""
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return False
     try:

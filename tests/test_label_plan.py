@@ -130,3 +130,13 @@ def test_local_workers_run_with_the_allocator_settings_and_without_dask_profiler
                                       {k: os.environ.get(k) for k in ALLOCATOR_ENV}))
     assert list(got.values()) == [(False, ALLOCATOR_ENV)]
     assert not [w for w in caught if "already in use" in str(w.message)]
+
+
+def test_allocator_settings_take_on_glibc():
+    """mallopt accepts every value of runtime.ALLOCATOR_ENV on glibc (it refuses out-of-range ones); elsewhere
+    nothing is changed."""
+    import platform
+
+    from pipeline.runtime import keep_freed_memory
+
+    assert keep_freed_memory() is (platform.system() == "Linux" and platform.libc_ver()[0] == "glibc")

@@ -152,10 +152,10 @@ class TeacherPlugin(WorkerPlugin):
         await asyncio.get_running_loop().run_in_executor(executor, self.load, getattr(worker, "name", None))
 
     def load(self, worker_name=None) -> None:
-        """Keep freed memory for reuse (runtime.keep_freed_memory), pin this worker to its device, load every teacher (a load failure fails the job) and run one warm-up
-        batch of noise frames on each, of the teacher's batch size (the batches of every shard of at least that
-        many frames), so kernel selection (oneDNN primitives, cuDNN autotuning) happens here and not inside
-        the first shard. The batch holds the worker's teacher lock: on a shared cluster another job's shards may
+        """Keep freed memory for reuse (runtime.keep_freed_memory), pin this worker to its device, load every
+        teacher (a load failure fails the job) and run one warm-up batch of noise frames on each, of the
+        teacher's batch size (the batches of every shard of at least that many frames), so kernel selection
+        (oneDNN primitives, cuDNN autotuning) happens here and not inside the first shard. The batch holds the worker's teacher lock: on a shared cluster another job's shards may
         be running the same cached teacher."""
         keep_freed_memory()                                    # activations reused batch to batch
         set_torch_threads(self.torch_threads)
