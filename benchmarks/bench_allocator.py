@@ -13,7 +13,6 @@ Usage: python benchmarks/bench_allocator.py [--rounds 3]
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
 import os
 import platform
 import statistics
@@ -21,11 +20,14 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from unittest import mock
 
 import numpy as np
 
+from bench_label import in_fresh_process
+
 from pipeline.runtime import ALLOCATOR_ENV
+
+DEFAULT = {k: None for k in ALLOCATOR_ENV}          # glibc's defaults: none of the variables set
 
 
 def teacher_rate(folder: str, size) -> float:
@@ -54,11 +56,6 @@ def train_rate(crop, batch: int, bf16: bool) -> float:
     return compute_rate(crop, batch, 6, torch.device("cpu"), bf16=bf16)[0]
 
 
-def fresh(env: dict, fn, *args) -> float:
-    with mock.patch.dict(os.environ, env), mp.get_context("spawn").Pool(1) as pool:
-        return pool.apply(fn, args)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=3)
@@ -78,7 +75,7 @@ def main() -> None:
         for what, fn, *fargs in cases:
             pairs = []
             for _ in range(args.rounds):
-                pairs.append((fresh({}, fn, *fargs), fresh(ALLOCATOR_ENV, fn, *fargs)))
+                pairs.append((in_fresh_process(DEFAULT, fn, *fargs), in_fresh_process(ALLOCATOR_ENV, fn, *fargs)))
             ratio = statistics.median(b / a for a, b in pairs)
             print(f"{what}: default {statistics.median(a for a, _ in pairs):.1f}, ALLOCATOR_ENV "
                   f"{statistics.median(b for _, b in pairs):.1f} -> x{ratio:.2f} (median of rounds; rounds: "

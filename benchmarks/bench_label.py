@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
-import os
 import platform
 import resource
 import shutil
@@ -30,14 +29,13 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from unittest import mock
 
 import numpy as np
 import torch
 
 from pipeline.label.cluster import plan_local
 from pipeline.label.job import LabelConfig, cpu_count, run_label
-from pipeline.runtime import ALLOCATOR_ENV
+from pipeline.runtime import ALLOCATOR_ENV, environ
 from stores.classes import NYUD40
 from stores.repo import FrameStore
 from stores.sources.base import Frame
@@ -74,8 +72,13 @@ def forward_only(store, teacher_path: str, batch: int, threads: int, task: str =
     shard by shard, in a fresh process started as each labeling worker is (no threads or heap left over from
     earlier runs of this benchmark; the workers' allocator settings, runtime.ALLOCATOR_ENV), so the ratio
     measures what the job adds. predict returns numpy arrays: each shard's time includes the copy back from a GPU."""
-    with mock.patch.dict(os.environ, ALLOCATOR_ENV), mp.get_context("spawn").Pool(1) as pool:  # as each worker
-        return pool.apply(_forward_only, (str(store.path), teacher_path, batch, threads, task, device))
+    return in_fresh_process(ALLOCATOR_ENV, _forward_only, str(store.path), teacher_path, batch, threads, task, device)
+
+
+def in_fresh_process(env: dict, fn, *args):
+    """fn(*args) in a fresh (spawned) process started with `env`'s variables set (value None: unset)."""
+    with environ(env), mp.get_context("spawn").Pool(1) as pool:
+        return pool.apply(fn, args)
 
 
 def _forward_only(store_path: str, teacher_path: str, batch: int, threads: int, task: str, device: str) -> float:
@@ -177,8 +180,8 @@ def main() -> None:
               f"{torch.__version__} ({torch.get_num_threads()} threads), device {args.device}")
         store = make_store(tmp / "syn.ice", args.frames, (h, w), synthetic=True)
         teacher = make_teacher(tmp / "segm.pt", args.width)
-        print(f"store: {store.num_frames} synthetic frames {w}x{h}, shards of {store.shard_frames}; teacher "
-              f"ResNet-38 width {args.width} units 1 (40 classes); batch {args.batch}; {args.rounds} interleaved rounds")
+        print(f"store: {store.num_frames} synthetic frames {w}x{h}, shards of {store.shard_frames}; teacher ResNet-38 "
+              f"width {args.width} units 1 (40 classes); batch {args.batch}; {args.rounds} interleaved rounds")
         if args.device == "cuda":
             print(gpu_rounds(store, teacher, args.batch, args.rounds))
             return

@@ -5,8 +5,8 @@ Prints
 1. ingest frames/s (validate, content key, write shards, one commit) and random-access training reads
    frames/s (FrameDataset: rgb + real segm + depth, merged; one process), local folder vs s3://;
 2. labeling frames/s of an s3:// store on a dask cluster started as separate commands (`dask scheduler`,
-   `dask worker --no-nanny` processes with 2 threads and 1 torch thread each, profiler off as the README
-   starts them), with 1 and with 2 workers (cluster
+   `dask worker --no-nanny` processes with 2 threads and 1 torch thread each, the allocator settings
+   (runtime.ALLOCATOR_ENV) and the profiler off as the README starts them), with 1 and with 2 workers (cluster
    start and teacher warm-up excluded); with --label-local also the same store in a local folder.
 The load average before and after is printed: the machine is shared. Needs `pip install "moto[server]"`.
 Usage: python benchmarks/bench_object_store.py [--frames 96 --size 320x240 --label-frames 128
@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.runtime import ALLOCATOR_ENV
 from stores.classes import NYUD40
 from stores.dataset import FrameDataset
 from stores.merge import MergePolicy
@@ -150,7 +151,7 @@ def label_cluster(args, d, frames, size, env) -> list:
     procs = [start([str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
                    port, env)]
     worker = [str(BIN / "dask"), "worker", address, "--nthreads", "2", "--no-dashboard", "--no-nanny"]
-    env = {**env, "DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED": "False"}     # as the README starts them
+    env = {**env, **ALLOCATOR_ENV, "DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED": "False"}   # as the README starts them
     for n in (1, 2):
         procs.append(start(worker, env=env))
         with Client(address) as c:

@@ -34,14 +34,14 @@ step() {                                   # step NAME SECONDS COMMAND...: run, 
 } >"$OUT/device.txt" 2>&1
 cat "$OUT/device.txt"
 step student 60 "$PYTHON" benchmarks/bench_student.py --device cuda --iters 50
-step label_resnet38 100 "$PYTHON" benchmarks/bench_label.py --device cuda --size 640x480 --frames 256 --width 1.0 --rounds 2 \
-    --rss ''
+step label_resnet38 100 "$PYTHON" benchmarks/bench_label.py --device cuda --size 640x480 --frames 256 --width 1.0 \
+    --rounds 2 --rss ''
 step label_segformer_b0 90 "$PYTHON" benchmarks/bench_label_hf.py --device cuda --size 640x480 --frames 256 --rounds 2 \
     --model segformer-b0
 step label_depth_anything_small 120 "$PYTHON" benchmarks/bench_label_hf.py --device cuda --size 640x480 --frames 256 \
     --model depth-anything-small --rounds 1
 demo=$(mktemp -d)
-step demo_full "${DEMO_S:-200}" "$PYTHON" -c "from pipeline.cli import cli; cli()" demo --full --device cuda \
+step demo_full "${DEMO_S:-200}" "$PYTHON" -c "from pipeline.cli import main; main()" demo --full --device cuda \
     --out "$demo" --frames 600 --source-frames 400 --student-steps 1500 --teacher-steps 2000
 for f in report.md results.json qualitative.png curves.png; do cp "$demo/$f" "$OUT/demo_full_$f" 2>/dev/null; done
 rm -rf "$demo"

@@ -1,10 +1,12 @@
 """What every process of the pipeline shares at run time: the device choice, the allocator settings of
 processes that run networks, JSON-safe values and one progress-bar style. Sits under every stage of
-pipeline/ (ingest, label, train, evaluate, deploy, demo); imports nothing of pipeline/ itself. Files are written through stores.files.atomic_write."""
+pipeline/ (ingest, label, train, evaluate, deploy, demo); imports nothing of pipeline/ itself. Files are
+written through stores.files.atomic_write."""
 from __future__ import annotations
 
 import ctypes
 import math
+import os
 import platform
 import re
 from contextlib import contextmanager
@@ -47,12 +49,16 @@ def resolve_device(name: str, what: str = "--device"):
 ARENA_MAX, MMAP_THRESHOLD, TRIM_THRESHOLD = 1, 1 << 30, 1 << 30
 ALLOCATOR_ENV = {"MALLOC_ARENA_MAX": str(ARENA_MAX), "MALLOC_MMAP_THRESHOLD_": str(MMAP_THRESHOLD),
                  "MALLOC_TRIM_THRESHOLD_": str(TRIM_THRESHOLD)}
-M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_ARENA_MAX = -1, -3, -8
+MMAP_THRESHOLD_OLD_GLIBC = 32 << 20          # older glibc refuses mmap thresholds above this (mallopt(3))
+_MALLOPT = {"MALLOC_ARENA_MAX": (-8, ARENA_MAX), "MALLOC_MMAP_THRESHOLD_": (-3, MMAP_THRESHOLD),
+            "MALLOC_TRIM_THRESHOLD_": (-1, TRIM_THRESHOLD)}      # variable -> (mallopt option, value)
 
 
-def keep_freed_memory() -> bool:
+def keep_freed_memory(respect_environ: bool = True) -> bool:
     """Let this process reuse the memory a network's forward pass frees instead of handing it back to the
-    system (glibc only; True when applied, False elsewhere, where nothing changes).
+    system: ALLOCATOR_ENV's settings through mallopt(3); with `respect_environ`, each one unless its variable
+    is set in this process's environment (yours, or ALLOCATOR_ENV itself: glibc read it at start). glibc
+    only; True when every setting is in place, False elsewhere (nothing changes) or when glibc refused one.
 
     A CPU forward pass frees and allocates the same activations, tens to hundreds of MB, every batch.
     glibc's defaults serve a block above its dynamic mmap threshold (128 KiB, raised as blocks are freed, at
@@ -65,12 +71,39 @@ def keep_freed_memory() -> bool:
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return False
     try:
-        libc = ctypes.CDLL("libc.so.6")
-        return all(libc.mallopt(opt, value) == 1 for opt, value in ((M_ARENA_MAX, ARENA_MAX),
-                                                                     (M_MMAP_THRESHOLD, MMAP_THRESHOLD),
-                                                                     (M_TRIM_THRESHOLD, TRIM_THRESHOLD)))
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
     except (OSError, AttributeError):
         return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    ok = True
+    for variable, (option, value) in _MALLOPT.items():
+        if respect_environ and variable in os.environ:
+            continue
+        done = mallopt(option, value) == 1
+        if not done and variable == "MALLOC_MMAP_THRESHOLD_":
+            done = mallopt(option, MMAP_THRESHOLD_OLD_GLIBC) == 1
+        ok = ok and done
+    return ok
+
+
+@contextmanager
+def environ(values: dict):
+    """Set these environment variables (value None: unset them) for the duration of the block, for the
+    processes started inside it; restores exactly those keys afterwards and touches no other."""
+    saved = {k: os.environ.get(k) for k in values}
+    try:
+        for k, v in values.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def json_safe(obj):

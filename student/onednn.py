@@ -17,11 +17,14 @@ from torch import nn
 
 
 class OneDNNConv2d(nn.Conv2d):
-    """nn.Conv2d whose inference on CPU float32 tensors always runs oneDNN's convolution; anything else
-    (autograd on, another device or dtype, oneDNN unavailable) runs nn.Conv2d.forward unchanged."""
+    """nn.Conv2d whose inference on non-empty CPU float32 (B, C, H, W) tensors with float32 weights always
+    runs oneDNN's convolution; anything else (autograd on, another device or dtype, oneDNN unavailable) runs
+    nn.Conv2d.forward unchanged. For inference only: torch.jit.trace would record the oneDNN call, and
+    torch.fx cannot trace the condition (nothing here traces or exports a loaded teacher)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if (x.device.type == "cpu" and x.dtype == torch.float32 and x.dim() == 4 and not torch.is_grad_enabled()
+        if (x.device.type == "cpu" and x.dtype == torch.float32 and self.weight.dtype == torch.float32
+                and x.dim() == 4 and x.numel() > 0 and not torch.is_grad_enabled()
                 and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled):
             return torch.ops.aten.mkldnn_convolution(x, self.weight, self.bias, self.padding, self.stride,
                                                      self.dilation, self.groups)

@@ -305,8 +305,8 @@ def load_teacher(spec: str, task: str, remap=None, device="cpu", *, weights=None
                       device=device, flip=flip, pad_to=pad_to, batch_size=batch_size, origin=meta.get("hf"),
                       topk=topk)
     teacher.spec = str(spec)
-    if isinstance(teacher.model, nn.Module) and teacher.device.type == "cpu":
-        onednn_1x1(teacher.model)            # a module of its own: same outputs, faster (BENCHMARKS.md, "Labeling")
+    if isinstance(teacher.model, nn.Module) and teacher.device.type == "cpu":   # same outputs, faster on one
+        onednn_1x1(teacher.model)   # thread (an entry point's shared module: its 1x1 convolutions change class)
     return teacher
 
 

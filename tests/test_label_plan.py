@@ -104,6 +104,13 @@ def test_each_worker_runs_its_teachers_on_its_own_gpu(monkeypatch):
     assert task.worker_device("cuda") == "cuda:2" and task.worker_device("cpu") == "cpu"
 
 
+def start_environ() -> dict:
+    """This process's environment as it started (what glibc read), not os.environ as changed since."""
+    from pathlib import Path
+
+    return dict(v.split("=", 1) for v in Path("/proc/self/environ").read_text().split("\0") if "=" in v)
+
+
 def test_local_workers_run_with_the_allocator_settings_and_without_dask_profiler():
     """The LocalCluster's workers start with runtime.ALLOCATOR_ENV (not the nanny's MALLOC_TRIM_THRESHOLD_=65536)
     and no statistical profiler sampling stacks under the GIL. With dask's default HTTP port taken (another
@@ -125,10 +132,12 @@ def test_local_workers_run_with_the_allocator_settings_and_without_dask_profiler
             other.listen()
         except OSError:
             pass
+        before = {k: os.environ.get(k) for k in ALLOCATOR_ENV}
         with open_client(cfg) as (client, *_):
-            got = client.run(lambda: (dask.config.get("distributed.worker.profile.enabled"),
-                                      {k: os.environ.get(k) for k in ALLOCATOR_ENV}))
-    assert list(got.values()) == [(False, ALLOCATOR_ENV)]
+            got = client.run(lambda: (dask.config.get("distributed.worker.profile.enabled"), start_environ()))
+        assert {k: os.environ.get(k) for k in ALLOCATOR_ENV} == before   # set for the workers' start only
+    profile, env = list(got.values())[0]
+    assert profile is False and {k: env.get(k) for k in ALLOCATOR_ENV} == ALLOCATOR_ENV
     assert not [w for w in caught if "already in use" in str(w.message)]
 
 

@@ -23,7 +23,7 @@ def one_thread():
 def net(seed=0):
     torch.manual_seed(seed)
     return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 16, 1), nn.ReLU(),
-                         nn.Conv2d(16, 4, 1, bias=False), nn.Conv2d(4, 4, 1, stride=2)).eval()
+                         nn.Conv2d(16, 4, 1, bias=False), nn.Conv2d(4, 4, 1, stride=2, groups=2)).eval()
 
 
 def kernels(model, x) -> set[str]:
@@ -42,6 +42,9 @@ def test_one_thread_1x1_convs_run_onednn_with_the_same_outputs(one_thread):
     assert "aten::_slow_conv2d_forward" not in used and "aten::mkldnn_convolution" in used
     with torch.inference_mode():
         torch.testing.assert_close(fast(x), plain(x), rtol=1e-5, atol=1e-5)
+        x_cl = x.contiguous(memory_format=torch.channels_last)     # as Teacher._normalise hands frames over
+        torch.testing.assert_close(fast(x_cl), plain(x), rtol=1e-5, atol=1e-5)
+        assert fast(x[:0]).shape == (0, 4, 12, 10)                 # an empty batch: nn.Conv2d's own path
     assert fast.state_dict().keys() == plain.state_dict().keys()
 
 

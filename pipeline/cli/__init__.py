@@ -29,7 +29,6 @@ def cli():
       mtdistill ingest synthetic data.ice --preset indoor --frames 200
       mtdistill show data.ice
     """
-    keep_freed_memory()                      # networks reuse the memory they free (pipeline/runtime.py)
 
 
 # ---- store: ingest and versioning ---------------------------------------------------------------
@@ -59,3 +58,11 @@ for _cmd in (cli_student.predict, cli_student.export_cmd, cli_student.bench):
 
 # ---- demo ---------------------------------------------------------------------------------------
 cli.add_command(cli_demo.demo)
+
+
+def main() -> None:
+    """The `mtdistill` console script: this process keeps the memory its networks free for reuse
+    (runtime.keep_freed_memory; a process-wide setting, so not in the click group, which tests and other
+    callers run inside their own process), then the click group."""
+    keep_freed_memory()
+    cli()

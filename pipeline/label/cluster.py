@@ -15,9 +15,9 @@ defaults hand them back to the system and map them again (page faults, zeroed pa
 task threads, each with an arena of its own: the LocalCluster starts its workers with
 runtime.ALLOCATOR_ENV (one arena, big blocks kept for reuse; runtime.keep_freed_memory). Dask's nannies
 would set MALLOC_TRIM_THRESHOLD_=65536 instead, which made CPU teachers ~25% slower than in a plain
-process (measured). On a cluster of your own set those three variables in the workers' environment
-(`distributed.nanny.pre-spawn-environ`); TeacherPlugin also sets the two thresholds with mallopt in each
-worker, which the arena limit cannot follow once threads run. Dask's statistical profiler samples every
+process (measured). On a cluster of your own export those three variables where the workers start (a nanny
+passes its own environment's values on before its config's); TeacherPlugin also sets the two thresholds
+with mallopt in each worker (the arena limit cannot follow once threads run). Dask's statistical profiler samples every
 worker thread's stack every 10 ms while holding the GIL: a SegFormer teacher ran ~7% slower with it
 (BENCHMARKS.md, "Labeling"). The LocalCluster turns it off (nothing here reads it); on your own workers set
 DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED=False.
@@ -28,11 +28,10 @@ import logging
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass
-from unittest import mock
 
 import dask
 
-from pipeline.runtime import ALLOCATOR_ENV, resolve_device
+from pipeline.runtime import ALLOCATOR_ENV, environ, resolve_device
 from stores.errors import UserError
 
 # The scheduler always serves HTTP (health, metrics; no dashboard here). On its default port 8787 a second
@@ -127,8 +126,7 @@ def open_client(cfg):
                       cores=cpu_count(), torch_threads=cfg.torch_threads)
     spawn_env = {f"distributed.nanny.pre-spawn-environ.{k}": v for k, v in ALLOCATOR_ENV.items()}
     # the nanny prefers this process's own variables to its config: an earlier nanny may have left its own
-    with mock.patch.dict(os.environ, ALLOCATOR_ENV), \
-            dask.config.set({**spawn_env, "distributed.worker.profile.enabled": False}):
+    with environ(ALLOCATOR_ENV), dask.config.set({**spawn_env, "distributed.worker.profile.enabled": False}):
         cluster = LocalCluster(n_workers=plan.workers, threads_per_worker=plan.threads, processes=True,
                                dashboard_address=HTTP_ADDRESS, scheduler_kwargs={"dashboard": False},
                                silence_logs=logging.ERROR)

@@ -155,9 +155,10 @@ class TeacherPlugin(WorkerPlugin):
         """Keep freed memory for reuse (runtime.keep_freed_memory), pin this worker to its device, load every
         teacher (a load failure fails the job) and run one warm-up batch of noise frames on each, of the
         teacher's batch size (the batches of every shard of at least that many frames), so kernel selection
-        (oneDNN primitives, cuDNN autotuning) happens here and not inside the first shard. The batch holds the worker's teacher lock: on a shared cluster another job's shards may
-        be running the same cached teacher."""
-        keep_freed_memory()                                    # activations reused batch to batch
+        (oneDNN primitives, cuDNN autotuning) happens here and not inside the first shard. The batch holds
+        the worker's teacher lock: on a shared cluster another job's shards may be running the same cached
+        teacher."""
+        keep_freed_memory(respect_environ=False)   # over the MALLOC_TRIM_THRESHOLD_=65536 dask's nannies set
         set_torch_threads(self.torch_threads)
         pin_device(self.devices, worker_name)
         batch = max(t.batch_size for t in self.teachers)
