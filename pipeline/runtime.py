@@ -90,20 +90,19 @@ def keep_freed_memory(respect_environ: bool = True) -> bool:
 def environ(values: dict):
     """Set these environment variables (value None: unset them) for the duration of the block, for the
     processes started inside it; restores exactly those keys afterwards and touches no other."""
+    def put(items: dict) -> None:
+        for k, v in items.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
     saved = {k: os.environ.get(k) for k in values}
     try:
-        for k, v in values.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+        put(values)
         yield
     finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+        put(saved)
 
 
 def json_safe(obj):

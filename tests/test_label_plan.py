@@ -149,3 +149,18 @@ def test_allocator_settings_take_on_glibc():
     from pipeline.runtime import keep_freed_memory
 
     assert keep_freed_memory() is (platform.system() == "Linux" and platform.libc_ver()[0] == "glibc")
+
+
+def test_environ_sets_unsets_and_restores_only_its_keys(monkeypatch):
+    import os
+
+    from pipeline.runtime import environ
+
+    monkeypatch.setenv("MTD_KEEP", "1")
+    monkeypatch.setenv("MTD_GONE", "old")
+    monkeypatch.delenv("MTD_NEW", raising=False)
+    with environ({"MTD_GONE": None, "MTD_NEW": "2"}):
+        assert "MTD_GONE" not in os.environ and os.environ["MTD_NEW"] == "2" and os.environ["MTD_KEEP"] == "1"
+        os.environ["MTD_OTHER"] = "3"                        # set inside by someone else: left alone
+    assert os.environ["MTD_GONE"] == "old" and "MTD_NEW" not in os.environ
+    assert os.environ.pop("MTD_OTHER") == "3"
