@@ -1,4 +1,4 @@
-"""CPU inference: 1x1 convolutions through oneDNN at one thread too (used by teachers/base.Teacher).
+"""CPU inference: 1x1 convolutions through oneDNN at one thread too (used by teachers/base.load_teacher).
 
 PyTorch (ATen's ConvParams::use_mkldnn) sends a float32 1x1 convolution with stride 1, no dilation and a
 batch below 16 to its native kernel (`_slow_conv2d_forward`) whenever intra-op parallelism is off

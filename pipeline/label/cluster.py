@@ -17,10 +17,10 @@ runtime.ALLOCATOR_ENV (one arena, big blocks kept for reuse; runtime.keep_freed_
 would set MALLOC_TRIM_THRESHOLD_=65536 instead, which made CPU teachers ~25% slower than in a plain
 process (measured). On a cluster of your own export those three variables where the workers start (a nanny
 passes its own environment's values on before its config's); TeacherPlugin also sets the two thresholds
-with mallopt in each worker (the arena limit cannot follow once threads run). Dask's statistical profiler samples every
-worker thread's stack every 10 ms while holding the GIL: a SegFormer teacher ran ~7% slower with it
-(BENCHMARKS.md, "Labeling"). The LocalCluster turns it off (nothing here reads it); on your own workers set
-DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED=False.
+with mallopt in each worker (the arena limit cannot follow once threads run). Dask's statistical profiler
+samples every worker thread's stack every 10 ms while holding the GIL: a SegFormer teacher ran ~7% slower
+with it (BENCHMARKS.md, "Labeling"). The LocalCluster turns it off (nothing here reads it); on your own
+workers set DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED=False.
 """
 from __future__ import annotations
 
