@@ -46,12 +46,10 @@ def resolve_device(name: str, what: str = "--device"):
 # glibc malloc settings for processes that run networks on the CPU (see keep_freed_memory): one arena for
 # every thread, blocks up to 1 GiB from the heap, up to 1 GiB of free heap top kept. As environment variables
 # for a process about to start (glibc reads them once, before any thread runs); mallopt(3) for this one.
-ARENA_MAX, MMAP_THRESHOLD, TRIM_THRESHOLD = 1, 1 << 30, 1 << 30
-ALLOCATOR_ENV = {"MALLOC_ARENA_MAX": str(ARENA_MAX), "MALLOC_MMAP_THRESHOLD_": str(MMAP_THRESHOLD),
-                 "MALLOC_TRIM_THRESHOLD_": str(TRIM_THRESHOLD)}
+_MALLOPT = {"MALLOC_ARENA_MAX": (-8, 1), "MALLOC_MMAP_THRESHOLD_": (-3, 1 << 30),
+            "MALLOC_TRIM_THRESHOLD_": (-1, 1 << 30)}      # variable -> (mallopt option M_*, value)
+ALLOCATOR_ENV = {variable: str(value) for variable, (_, value) in _MALLOPT.items()}
 MMAP_THRESHOLD_OLD_GLIBC = 32 << 20          # older glibc refuses mmap thresholds above this (mallopt(3))
-_MALLOPT = {"MALLOC_ARENA_MAX": (-8, ARENA_MAX), "MALLOC_MMAP_THRESHOLD_": (-3, MMAP_THRESHOLD),
-            "MALLOC_TRIM_THRESHOLD_": (-1, TRIM_THRESHOLD)}      # variable -> (mallopt option, value)
 
 
 def keep_freed_memory(respect_environ: bool = True) -> bool:
