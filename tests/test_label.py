@@ -163,3 +163,20 @@ def test_remap_applied_and_recorded(store, cluster, tmp_path):
     assert set(np.unique(want["segm"])) <= {1, 2, 4, 255}
     md = label_commits(s)[0]["metadata"]
     assert md["remap"] == str(remap) and md["teachers"]["segm"]["remap"]["table"] == [1, 1, 2, 255, 4]
+
+
+@pytest.mark.parametrize("task", ["segm", "depth"])
+def test_shard_writes_only_its_teachers_arrays(store, task):
+    """A one-task job's shard holds that task's arrays only: the other task's keep their fill value from
+    creation, so the worker does not write a shard of fill values for them."""
+    from pipeline.label.task import ShardJob, TeacherSpec, shard_labels
+
+    spec = SEGM if task == "segm" else DEPTH
+    t = TeacherSpec(task, spec, load_teacher(spec, task).version, batch_size=4)
+    classes = tuple(c["name"] for c in store.classes)
+    job = ShardJob(str(store.path), store.snapshot_id, "one", 0, 0, 8, "all", (t,), classes)
+    timing = {"wait_s": 0.0, "infer_s": 0.0}
+    out = shard_labels(job, store.root["frames/rgb"][:8], {task: np.ones(8, bool)}, timing)
+    assert set(out) == ({"segm", "conf"} if task == "segm" else {"depth"}) and timing["infer_s"] > 0
+    ref = reference(store, task, spec, range(8))
+    np.testing.assert_array_equal(out[task], ref[task] if task == "segm" else ref[task].astype(np.float16))

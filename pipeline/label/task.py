@@ -3,8 +3,9 @@
 Flow: the coordinator (job.py) registers `TeacherPlugin` (every worker, and every worker that joins
 later, loads the teachers once, cached by weight hash, and warms them up with one batch), then submits
 `label_shard(ShardJob)` once per shard -> the worker opens the store at the job's input snapshot, reads
-the shard's frames, runs each cached teacher, writes the WHOLE shard of every pseudo array through its icechunk
-ForkSession, and returns the fork; the coordinator merges forks, sets the shards' done flags and commits.
+the shard's frames, runs each cached teacher, writes the WHOLE shard of every pseudo array of its
+teachers' tasks through its icechunk ForkSession (a task without a teacher keeps its arrays' fill value),
+and returns the fork; the coordinator merges forks, sets the shards' done flags and commits.
 Workers never create arrays, never set done flags and never commit.
 
 Which frames get a pseudo-label (`frames`): "all", or "missing" = per task only the frames whose real
@@ -185,12 +186,18 @@ def depth_with_conf(teacher, rgb: np.ndarray, real: np.ndarray | None = None) ->
 
 
 def shard_labels(job: ShardJob, rgb: np.ndarray, need: dict, timing: dict, real: np.ndarray | None = None) -> dict:
-    """Pseudo arrays of one shard: fill values, with teacher predictions on the frames in `need[task]`
-    (depth anchored to the shard's real depth `real`, see anchor.predict_depth).
+    """Pseudo arrays of one shard, for the tasks the job has a teacher for: fill values, with teacher
+    predictions on the frames in `need[task]` (depth anchored to the shard's real depth `real`, see
+    anchor.predict_depth). The arrays of a task without a teacher are left out: they hold their fill value
+    from creation on (plan.prepare_arrays), and writing it again would cost the shard's write a third.
     Adds the seconds spent waiting for and inside the teacher to timing["wait_s"] / timing["infer_s"]."""
     n, h, w = rgb.shape[:3]
-    out = {"segm": np.full((n, h, w), 255, np.uint8), "conf": np.zeros((n, h, w), np.uint8),
-           "depth": np.zeros((n, h, w), np.float16)}
+    tasks = {t.task for t in job.teachers}
+    out = {}
+    if "segm" in tasks:
+        out.update(segm=np.full((n, h, w), 255, np.uint8), conf=np.zeros((n, h, w), np.uint8))
+    if "depth" in tasks:
+        out["depth"] = np.zeros((n, h, w), np.float16)
     if job.depth_conf:
         out["depth_conf"] = np.zeros((n, h, w), np.uint8)
     if job.depth_fit:
