@@ -73,6 +73,16 @@ def parse_hf_spec(spec: str) -> tuple[str, dict]:
     return source, options
 
 
+def check_local(spec: str, source: str) -> None:
+    """UserError naming the spec when `source` is written as a local path (starts with /, ., ~ or has more
+    than one /: a Hub model is NAME or ORG/NAME) and no such folder exists."""
+    local = source.startswith(("/", ".", "~")) or source.count("/") > 1
+    if local and not Path(source).is_dir():
+        what = "is a file, not a model folder" if Path(source).exists() else "no such folder"
+        raise UserError(f"{spec}: {what} ({source!r}; a saved model is a folder with config.json, "
+                        f"a Hub model is named NAME or ORG/NAME)")
+
+
 def hf_spec(source: str, options: dict) -> str:
     """The inverse of parse_hf_spec: (SOURCE, options) -> `hf:SOURCE?k=v&...` (floats written exactly)."""
     query = "&".join(f"{k}={repr(float(v)) if k != 'depth' else v}" for k, v in options.items()
@@ -145,6 +155,7 @@ def open_hf(spec: str, task: str, device="cpu") -> tuple[nn.Module, dict]:
     base.load_teacher. UserError naming the spec when transformers is missing, the model cannot be read,
     is not a `task` model, needs its own code, or its weights are a pickle that would run code."""
     source, options = parse_hf_spec(spec)
+    check_local(spec, source)
     tf = _transformers()
     where = f"{spec}"
     try:

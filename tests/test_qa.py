@@ -75,6 +75,9 @@ def test_known_calibration_and_done_flags(qstore):
     assert r["verdict"]["depth"].startswith("depth: worth it")
     with pytest.raises(UserError, match="no labeled frame"):
         quality_report(s, "c", split="val")                      # val frames 12..15 are in shard 1 (not done)
+    with pytest.raises(UserError, match=r"no frame is in split 'test' \(frames per split: train 12, val 4\); "
+                                        r"ingest puts frames in a split with --split or --split-file"):
+        quality_report(s, "c", split="test")                     # an empty split: named, not "no labeled frame"
 
 
 def test_a_teacher_worse_than_the_real_data_gets_a_not_worth_it_verdict(qstore):

@@ -3,9 +3,10 @@ writes nothing, and refuses bad input with one line."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
-from conftest import run_cli
+from conftest import ingest, random_frames, run_cli
 from test_label import DEPTH, SEGM, cfg
 
 from pipeline.label.job import run_label
@@ -34,13 +35,16 @@ def test_teacher_report_matches_the_labeled_set_and_writes_nothing(store, cluste
 
 
 def test_bad_input_is_one_error_line_and_the_store_stays(store, tmp_path):
+    ingest(store, [replace(f, depth=None) for f in random_frames(2, seed=5, split="val")])   # val: segm only
     before = store.reopen().snapshot_id
     bad = [(("--pseudo", "x", "--teacher", f"segm={SEGM}"), "either --pseudo"),
            ((), "either --pseudo"),
            (("--pseudo", "x", "--limit", "2"), "go with --teacher"),
            (("--teacher", "segm=nope.pt"), "nope.pt"),
            (("--teacher", "bogus=thing"), "expected segm=PATH"),
-           (("--teacher", f"depth={DEPTH}", "--split", "val"), "no frame of split 'val'")]
+           (("--teacher", f"depth={DEPTH}", "--split", "val"), "no frame of split 'val' has a real depth target"),
+           (("--teacher", f"depth={DEPTH}", "--split", "test"),
+            "no frame is in split 'test' (frames per split: train 20, val 2); ingest puts frames in a split")]
     for args, msg in bad:
         r = run_cli("qa", store.path, *args, ok=False)
         assert msg in r.output and "Traceback" not in r.output, r.output

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -104,8 +105,15 @@ def test_metric_depth_comes_back_at_frame_size(models, store):
 
 
 def test_refusals_name_the_model(models, store, tmp_path):
+    for absent in (str(tmp_path / "absent"), "./absent", "models/saved/absent"):     # a path, not a Hub name
+        with pytest.raises(UserError, match=rf"^hf:{re.escape(absent)}: no such folder"):
+            load_teacher(f"hf:{absent}", "segm")
+    (tmp_path / "weights.bin").write_bytes(b"x")
+    with pytest.raises(UserError, match="weights.bin: is a file, not a model folder"):
+        load_teacher(f"hf:{tmp_path / 'weights.bin'}", "segm")
+    (tmp_path / "empty").mkdir()
     with pytest.raises(UserError, match="cannot read a Hugging Face model config"):
-        load_teacher(f"hf:{tmp_path / 'absent'}", "segm")
+        load_teacher(f"hf:{tmp_path / 'empty'}", "segm")
     with pytest.raises(UserError, match="segformer is not a depth estimation model, so it gives no depth"):
         load_teacher(f"hf:{models['segm']}", "depth")
     with pytest.raises(UserError, match="relative-depth model gives metres only once anchored"):
