@@ -25,8 +25,8 @@ def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 
 def _zero(x: torch.Tensor) -> torch.Tensor:
-    """A 0 that keeps x in the graph."""
-    return x.sum() * 0.0
+    """A 0 that keeps x in the graph: +0.0 (x.sum() * 0 alone is -0.0 for a negative sum, shown as -0.000)."""
+    return x.sum() * 0.0 + 0.0
 
 
 def keep_mask(cost: torch.Tensor, pseudo: torch.Tensor | None, drop: float) -> torch.Tensor | None:

@@ -19,9 +19,9 @@ def test_cross_entropy_upsamples_logits_and_ignores_255():
 
 
 def test_cross_entropy_all_ignored_is_zero_and_keeps_graph():
-    logits = torch.randn(2, 3, 4, 4, requires_grad=True)
+    logits = (-1 - torch.rand(2, 3, 4, 4)).requires_grad_(True)          # a negative sum: no -0.0 either
     loss = segm_loss(logits, torch.full((2, 8, 8), 255))
-    assert loss.item() == 0.0 and loss.requires_grad
+    assert loss.item() == 0.0 and f"{loss.item():.3f}" == "0.000" and loss.requires_grad
     loss.backward()
     assert torch.equal(logits.grad, torch.zeros_like(logits))
 
