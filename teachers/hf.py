@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import torch
@@ -53,6 +54,7 @@ def parse_hf_spec(spec: str) -> tuple[str, dict]:
     UserError naming the spec for an empty source, an unknown key, a depth kind other than metric or
     relative, or a scale/shift that is not a finite number."""
     source, _, query = spec[len(PREFIX):].partition("?")
+    source = os.path.expanduser(source)                  # hf:~/models/x: the shell leaves a ~ after hf: as is
     if not source:
         raise UserError(f"{spec!r}: give a model after hf:, e.g. hf:nvidia/segformer-b0-finetuned-ade-512-512")
     options = {}
@@ -74,9 +76,10 @@ def parse_hf_spec(spec: str) -> tuple[str, dict]:
 
 
 def check_local(spec: str, source: str) -> None:
-    """UserError naming the spec when `source` is written as a local path (starts with /, ., ~ or has more
-    than one /: a Hub model is NAME or ORG/NAME) and no such folder exists."""
-    local = source.startswith(("/", ".", "~")) or source.count("/") > 1
+    """UserError naming the spec when `source` is written as a local path (starts with / or ., or has more
+    than one /: a Hub model is NAME or ORG/NAME; parse_hf_spec expanded a leading ~) and no such folder
+    exists."""
+    local = source.startswith(("/", ".")) or source.count("/") > 1
     if local and not Path(source).is_dir():
         what = "is a file, not a model folder" if Path(source).exists() else "no such folder"
         raise UserError(f"{spec}: {what} ({source!r}; a saved model is a folder with config.json, "

@@ -104,6 +104,14 @@ def test_metric_depth_comes_back_at_frame_size(models, store):
     assert t.origin["depth"] == "metric" and t.origin["fit"] is None
 
 
+def test_a_home_relative_folder_is_expanded(models, store, tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "depth").symlink_to(models["metric"])
+    assert load_teacher("hf:~/depth", "depth").predict(rgb_of(store, [0]))["depth"].shape == (1, H, W)
+    with pytest.raises(UserError, match=rf"^hf:~/absent: no such folder \('{re.escape(str(tmp_path))}/absent'"):
+        load_teacher("hf:~/absent", "depth")
+
+
 def test_refusals_name_the_model(models, store, tmp_path):
     for absent in (str(tmp_path / "absent"), "./absent", "models/saved/absent"):     # a path, not a Hub name
         with pytest.raises(UserError, match=rf"^hf:{re.escape(absent)}: no such folder"):

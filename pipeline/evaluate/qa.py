@@ -87,8 +87,9 @@ def split_indices(store, split: str | None) -> np.ndarray:
     if split is not None and len(idx) == 0:
         codes, counts = np.unique(store.splits(), return_counts=True)
         have = ", ".join(f"{SPLIT_NAMES[int(c)]} {k}" for c, k in zip(codes, counts)) or "none"
-        raise UserError(f"{store.path}: no frame is in split {split!r} (frames per split: {have}); ingest puts "
-                        f"frames in a split with --split or --split-file")
+        raise UserError(f"{store.path}: no frame is in split {split!r} (frames per split: {have}); ingest sets "
+                        f"splits (folder, kitti: --split, --split-file; nyud: --splits, --train-list, "
+                        f"--test-list; synthetic: --splits)")
     return idx
 
 
