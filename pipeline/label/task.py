@@ -25,8 +25,9 @@ from distributed.diagnostics.plugin import WorkerPlugin
 
 from pipeline.label.anchor import FIT_FIELDS, predict_depth
 from pipeline.runtime import keep_freed_memory
-from stores.schema import HAS_TARGET, TOPK_ARRAYS
+from stores.schema import HAS_TARGET, PSEUDO_ARRAYS, TOPK_ARRAYS
 
+TASK_ARRAYS = {"segm": ("segm", "conf"), "depth": ("depth",)}    # each task's arrays of schema.PSEUDO_ARRAYS
 DEPTH_CONF_SCALE = 0.1          # relative flip disagreement at which depth_conf falls to 1/e
 FLOAT16_MAX = 65504.0
 
@@ -192,12 +193,8 @@ def shard_labels(job: ShardJob, rgb: np.ndarray, need: dict, timing: dict, real:
     from creation on (plan.prepare_arrays), and writing it again would cost the shard's write a third.
     Adds the seconds spent waiting for and inside the teacher to timing["wait_s"] / timing["infer_s"]."""
     n, h, w = rgb.shape[:3]
-    tasks = {t.task for t in job.teachers}
-    out = {}
-    if "segm" in tasks:
-        out.update(segm=np.full((n, h, w), 255, np.uint8), conf=np.zeros((n, h, w), np.uint8))
-    if "depth" in tasks:
-        out["depth"] = np.zeros((n, h, w), np.float16)
+    out = {key: np.full((n, h, w), PSEUDO_ARRAYS[key][1], PSEUDO_ARRAYS[key][0])
+           for t in job.teachers for key in TASK_ARRAYS[t.task]}
     if job.depth_conf:
         out["depth_conf"] = np.zeros((n, h, w), np.uint8)
     if job.depth_fit:
@@ -223,7 +220,7 @@ def shard_labels(job: ShardJob, rgb: np.ndarray, need: dict, timing: dict, real:
         timing["wait_s"] += t_start - t_wait
         timing["infer_s"] += time.perf_counter() - t_start
         if t.task == "segm":
-            for key in ("segm", "conf", *(TOPK_ARRAYS if t.topk else ())):
+            for key in (*TASK_ARRAYS["segm"], *(TOPK_ARRAYS if t.topk else ())):
                 out[key][idx] = p[key]
         else:
             out["depth"][idx] = np.clip(p["depth"], 0, FLOAT16_MAX)
