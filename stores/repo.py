@@ -22,7 +22,7 @@ from stores.errors import CommitConflict, StoreError, UserError
 from stores.files import storage_errors
 from stores.location import ObjectLocation, check_writable, locate, object_errors, storage
 from stores.lock import CREATING_PREFIX, commit_lock, creation_lock
-from stores.schema import DEFAULT_SHARD_FRAMES, SPLIT_CODES, create_layout
+from stores.schema import DEFAULT_SHARD_FRAMES, SPLIT_CODES, SPLIT_NAMES, create_layout
 from stores.versions import Versions, resolve_ref
 
 ic.set_logs_filter("error")
@@ -264,13 +264,21 @@ class FrameStore(Versions):
         """uint8 (N,) split code per frame (SPLIT_CODES: 0 train, 1 val, 2 test, 3 unlabeled)."""
         return self.root["frames/split"][:]
 
-    def indices(self, split: str | None = None) -> np.ndarray:
-        """int64 frame indices of `split` (all frames when None), ascending; StoreError for an unknown split name."""
+    def indices(self, split: str | None = None, required: bool = False) -> np.ndarray:
+        """int64 frame indices of `split` (all frames when None), ascending; StoreError for an unknown split
+        name and, with `required`, for a split that holds no frame (naming the frames per split)."""
         if split is None:
             return np.arange(self.num_frames)
         if split not in SPLIT_CODES:
             raise StoreError(f"unknown split {split!r}; choose one of {list(SPLIT_CODES)}")
-        return np.flatnonzero(self.splits() == SPLIT_CODES[split])
+        codes = self.splits()
+        idx = np.flatnonzero(codes == SPLIT_CODES[split])
+        if required and len(idx) == 0:
+            have = ", ".join(f"{SPLIT_NAMES[int(c)]} {k}" for c, k in zip(*np.unique(codes, return_counts=True)))
+            raise StoreError(f"{self.path}: no frames in split {split!r} (frames per split: {have or 'none'}); "
+                             f"ingest sets splits (folder, kitti: --split, --split-file; nyud: --splits, "
+                             f"--train-list, --test-list; synthetic: --splits)")
+        return idx
 
     # ---- writing -----------------------------------------------------------------------------
     def writable_session(self, branch: str = "main") -> ic.Session:

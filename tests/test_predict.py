@@ -256,3 +256,10 @@ def test_fp32_unless_amp_and_the_flag_reaches_both_commands(ckpt, images, store,
     run("evaluate", store.path, ckpt, "--split", "train", "--device", "cpu")
     run("evaluate", store.path, ckpt, "--split", "train", "--device", "cpu", "--amp")
     assert seen == [False, True, False, True]
+
+
+def test_evaluate_names_an_empty_split_and_the_store_splits(ckpt, store):
+    r = run("evaluate", store.path, ckpt, "--split", "test", ok=False)
+    assert r.exit_code == 1 and r.output.strip().splitlines() == [
+        f"error: {store.path}: no frames in split 'test' (frames per split: train 20); ingest sets splits (folder, "
+        "kitti: --split, --split-file; nyud: --splits, --train-list, --test-list; synthetic: --splits)"]

@@ -75,7 +75,7 @@ def test_known_calibration_and_done_flags(qstore):
     assert r["verdict"]["depth"].startswith("depth: worth it")
     with pytest.raises(UserError, match="no labeled frame"):
         quality_report(s, "c", split="val")                      # val frames 12..15 are in shard 1 (not done)
-    with pytest.raises(UserError, match=r"no frame is in split 'test' \(frames per split: train 12, val 4\); "
+    with pytest.raises(UserError, match=r"no frames in split 'test' \(frames per split: train 12, val 4\); "
                                         r"ingest sets splits \(folder, kitti: --split, --split-file; nyud: --splits"):
         quality_report(s, "c", split="test")                     # an empty split: named, not "no labeled frame"
 

@@ -44,7 +44,7 @@ def test_bad_input_is_one_error_line_and_the_store_stays(store, tmp_path):
            (("--teacher", "bogus=thing"), "expected segm=PATH"),
            (("--teacher", f"depth={DEPTH}", "--split", "val"), "no frame of split 'val' has a real depth target"),
            (("--teacher", f"depth={DEPTH}", "--split", "test"),
-            "no frame is in split 'test' (frames per split: train 20, val 2); ingest sets splits")]
+            "no frames in split 'test' (frames per split: train 20, val 2); ingest sets splits")]
     for args, msg in bad:
         r = run_cli("qa", store.path, *args, ok=False)
         assert msg in r.output and "Traceback" not in r.output, r.output

@@ -214,10 +214,7 @@ def evaluate(store, checkpoint, split, ref, depth_crop, depth_cap, device, batch
     model, ckpt = model_from_checkpoint(checkpoint)
     check_classes(ckpt, s, checkpoint)
     dev = resolve_device(device)
-    idx = s.indices(split)
-    if len(idx) == 0:
-        from stores.errors import UserError
-        raise UserError(f"{store}: no frames in split {split!r}")
+    idx = s.indices(split, required=True)
     res = evaluate_model(model.to(dev), s, idx, device=dev, tasks=ckpt.get("tasks", ("segm", "depth")),
                          batch_size=batch_size, depth_crop=depth_crop, depth_cap=depth_cap, amp=amp)
     res = json_safe({"checkpoint": str(checkpoint), "store": str(store), "snapshot": s.snapshot_id,

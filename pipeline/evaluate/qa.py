@@ -19,7 +19,7 @@ from scipy import ndimage
 from pipeline.evaluate.metrics import DepthMetrics, SegmMetrics, iou_table
 from stores.depthfit import fit_depth
 from stores.errors import UserError
-from stores.schema import HAS_TARGET, SPLIT_NAMES
+from stores.schema import HAS_TARGET
 
 THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
 HOLD_OUT = 5            # 1/5 of each frame's TILE x TILE tiles (a per-frame random draw) are held out
@@ -81,25 +81,13 @@ class Calibration:
                 "bins": self.bins(), "thresholds": self.thresholds()}
 
 
-def split_indices(store, split: str | None) -> np.ndarray:
-    """store.indices(split); UserError naming the split and the store's splits when it holds no frame."""
-    idx = store.indices(split)
-    if split is not None and len(idx) == 0:
-        codes, counts = np.unique(store.splits(), return_counts=True)
-        have = ", ".join(f"{SPLIT_NAMES[int(c)]} {k}" for c, k in zip(codes, counts)) or "none"
-        raise UserError(f"{store.path}: no frame is in split {split!r} (frames per split: {have}); ingest sets "
-                        f"splits (folder, kitti: --split, --split-file; nyud: --splits, --train-list, "
-                        f"--test-list; synthetic: --splits)")
-    return idx
-
-
 def labeled_frames(store, name: str, split: str | None) -> np.ndarray:
     """Frames of done shards (optionally of one split: UserError when it holds no frame)."""
     g = store.pseudo(name)
     done = g["done"][:]
     s, n = store.shard_frames, g["segm"].shape[0]
     ok = np.repeat(done, s)[:n]
-    idx = split_indices(store, split)
+    idx = store.indices(split, required=True)
     idx = idx[idx < n]
     return idx[ok[idx]]
 

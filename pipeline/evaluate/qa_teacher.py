@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.evaluate.qa import _Tally, split_indices, tally_report
+from pipeline.evaluate.qa import _Tally, tally_report
 from pipeline.label.plan import open_teachers
 from stores.errors import UserError
 from stores.schema import HAS_TARGET
@@ -20,7 +20,7 @@ from stores.schema import HAS_TARGET
 def pick_frames(store, has: dict, split: str | None, limit: int) -> np.ndarray:
     """Sorted frame indices of `split` (None: all) with a real target of any task of `has` (task -> bool per
     frame), at most `limit` (0: all) evenly spread over them; UserError naming the split when there is none."""
-    idx = split_indices(store, split)
+    idx = store.indices(split, required=True)
     idx = idx[np.logical_or.reduce(list(has.values()))[idx]]
     if len(idx) == 0:
         where = f"split {split!r}" if split else "the store"
